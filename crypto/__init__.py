@@ -1,0 +1,92 @@
+"""Pure cryptographic functions of the chat server: no I/O, no global state.
+
+Message tokens (:mod:`crypto.tokens`), key material and wrapping (:mod:`crypto.keys`),
+the per-conversation integrity chain (:mod:`crypto.chain`), login password hashing
+(:mod:`crypto.passwords`) and access tokens (:mod:`crypto.access_tokens`).
+"""
+
+from crypto.access_tokens import (
+    ACCESS_TOKEN_TYPE,
+    AccessClaims,
+    issue_access_token,
+    verify_access_token,
+)
+from crypto.chain import GENESIS, LINK_SIZE, next_link, root_hex, verify_chain
+from crypto.exceptions import (
+    AccessTokenError,
+    CryptoError,
+    InvalidToken,
+    KeyUnwrapError,
+    WeakSecretError,
+)
+from crypto.keys import (
+    KEK_MEMORY_COST,
+    KEK_PARALLELISM,
+    KEK_TIME_COST,
+    KEY_SIZE,
+    SALT_SIZE,
+    ConversationKeys,
+    derive_conversation_keys,
+    derive_kek,
+    new_key,
+    new_salt,
+    seed_v1_keys,
+    session_wrapping_key,
+    unwrap_key,
+    wrap_key,
+)
+from crypto.passwords import PasswordHasher
+from crypto.tokens import (
+    MAX_CONTENT_CHARS,
+    Message,
+    Role,
+    TokenHeader,
+    b64url_decode,
+    b64url_encode,
+    pack,
+    peek_header,
+    reencrypt,
+    unpack,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "GENESIS",
+    "KEK_MEMORY_COST",
+    "KEK_PARALLELISM",
+    "KEK_TIME_COST",
+    "KEY_SIZE",
+    "LINK_SIZE",
+    "MAX_CONTENT_CHARS",
+    "SALT_SIZE",
+    "AccessClaims",
+    "AccessTokenError",
+    "ConversationKeys",
+    "CryptoError",
+    "InvalidToken",
+    "KeyUnwrapError",
+    "Message",
+    "PasswordHasher",
+    "Role",
+    "TokenHeader",
+    "WeakSecretError",
+    "b64url_decode",
+    "b64url_encode",
+    "derive_conversation_keys",
+    "derive_kek",
+    "issue_access_token",
+    "new_key",
+    "new_salt",
+    "next_link",
+    "pack",
+    "peek_header",
+    "reencrypt",
+    "root_hex",
+    "seed_v1_keys",
+    "session_wrapping_key",
+    "unpack",
+    "unwrap_key",
+    "verify_access_token",
+    "verify_chain",
+    "wrap_key",
+]

@@ -1,0 +1,240 @@
+"""Accounts and sessions: register, log in, authenticate, log out, change password.
+
+Key hierarchy (see README "Security model"): the password hashes to a PHC Argon2id
+string for login and, with its own salt, to a KEK that wraps the user's random data
+key. At login the data key is re-wrapped for the session under a key derived from the
+server secret and the session id; the JWT carries only `sub` and `sid`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+import crypto
+import storage
+from server import exceptions as errors
+from server.identity import Identity
+
+__all__ = ["Accounts", "LoginResult", "normalise_email"]
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_BAD_CREDENTIALS = "Invalid email or password"
+
+
+def normalise_email(raw: str) -> str:
+    """Trim and lowercase an email; raise InvalidInput when it is not one."""
+    email = raw.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 254:
+        raise errors.InvalidInput("email: expected a valid email address")
+    return email
+
+
+def _user_key_context(user_id: uuid.UUID) -> bytes:
+    return b"user-data-key:" + user_id.bytes
+
+
+def _session_key_context(session_id: uuid.UUID) -> bytes:
+    return b"session-data-key:" + session_id.bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user_id: uuid.UUID
+    email: str
+    token: str
+    expires_at: datetime
+
+
+class Accounts:
+    """The account service. Argon2 work runs in a thread so the event loop keeps streaming."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        secret_key: bytes,
+        *,
+        token_ttl: timedelta,
+        hasher: crypto.PasswordHasher | None = None,
+    ) -> None:
+        self._pool = pool
+        self._secret = secret_key
+        self._ttl = token_ttl
+        self._hasher = hasher or crypto.PasswordHasher()
+
+    async def register(
+        self, email: str, password: str, *, ip: str | None, user_agent: str | None
+    ) -> LoginResult:
+        """Create a user and a first session; Conflict when the email is taken."""
+        email = normalise_email(email)
+        user_id = uuid.uuid4()
+        salt = crypto.new_salt()
+        password_hash, kek = await asyncio.gather(
+            asyncio.to_thread(self._hasher.hash, password),
+            asyncio.to_thread(crypto.derive_kek, password, salt),
+        )
+        data_key = crypto.new_key()
+        wrapped = crypto.wrap_key(kek, data_key, context=_user_key_context(user_id))
+        try:
+            async with storage.user_tx(self._pool, user_id) as con:
+                await storage.insert_user(
+                    con,
+                    user_id=user_id,
+                    email=email,
+                    password_hash=password_hash,
+                    kek_salt=salt,
+                    wrapped_data_key=wrapped,
+                )
+                result = await self._open_session(con, user_id, email, data_key, ip, user_agent)
+                await storage.append_audit(con, user_id=user_id, action="register", ip=ip)
+        except storage.Conflict:
+            raise errors.Conflict("An account with this email already exists") from None
+        return result
+
+    async def login(
+        self, email: str, password: str, *, ip: str | None, user_agent: str | None
+    ) -> LoginResult:
+        """Check the password and open a session; the same error for any wrong pair."""
+        try:
+            email = normalise_email(email)
+        except errors.InvalidInput:
+            await asyncio.to_thread(self._hasher.dummy_verify, password)
+            raise errors.Unauthorized(_BAD_CREDENTIALS) from None
+        async with storage.user_tx(self._pool, None) as con:
+            user = await storage.find_user_for_login(con, email)
+        if user is None:
+            await asyncio.to_thread(self._hasher.dummy_verify, password)
+            async with storage.user_tx(self._pool, None) as con:
+                await storage.append_audit(
+                    con, user_id=None, action="login_failed", details={"reason": "unknown"}, ip=ip
+                )
+            raise errors.Unauthorized(_BAD_CREDENTIALS)
+        ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, password)
+        if not ok:
+            async with storage.user_tx(self._pool, user.id) as con:
+                await storage.append_audit(
+                    con, user_id=user.id, action="login_failed", details={"reason": "password"}, ip=ip
+                )
+            raise errors.Unauthorized(_BAD_CREDENTIALS)
+        kek = await asyncio.to_thread(crypto.derive_kek, password, user.kek_salt)
+        data_key = crypto.unwrap_key(kek, user.wrapped_data_key, context=_user_key_context(user.id))
+        rehash = (
+            await asyncio.to_thread(self._hasher.hash, password)
+            if self._hasher.needs_rehash(user.password_hash)
+            else None
+        )
+        async with storage.user_tx(self._pool, user.id) as con:
+            if rehash is not None:
+                await storage.update_password_hash(con, user.id, rehash)
+            result = await self._open_session(con, user.id, user.email, data_key, ip, user_agent)
+            await storage.append_audit(con, user_id=user.id, action="login", ip=ip)
+        return result
+
+    async def _open_session(
+        self,
+        con: asyncpg.Connection,
+        user_id: uuid.UUID,
+        email: str,
+        data_key: bytes,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> LoginResult:
+        session_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        token, expires_at = crypto.issue_access_token(
+            self._secret, user_id=user_id, session_id=session_id, ttl=self._ttl, now=now
+        )
+        session_key = crypto.session_wrapping_key(self._secret, session_id)
+        await storage.create_session(
+            con,
+            session_id=session_id,
+            user_id=user_id,
+            wrapped_data_key=crypto.wrap_key(
+                session_key, data_key, context=_session_key_context(session_id)
+            ),
+            expires_at=expires_at,
+            ip=ip,
+            user_agent=(user_agent or "")[:512] or None,
+        )
+        return LoginResult(user_id=user_id, email=email, token=token, expires_at=expires_at)
+
+    async def authenticate(self, token: str, *, touch: bool = False) -> Identity:
+        """Verify the JWT and that its session is alive; unwrap the data key for it."""
+        try:
+            claims = crypto.verify_access_token(self._secret, token)
+        except crypto.AccessTokenError as exc:
+            raise errors.Unauthorized(f"Authentication failed: {exc}") from None
+        async with storage.user_tx(self._pool, claims.user_id) as con:
+            session = await storage.get_active_session(con, claims.session_id)
+            if session is None or session.user_id != claims.user_id:
+                raise errors.Unauthorized("Authentication failed: session expired or revoked")
+            if touch:
+                await storage.touch_session(con, claims.session_id)
+        session_key = crypto.session_wrapping_key(self._secret, claims.session_id)
+        try:
+            data_key = crypto.unwrap_key(
+                session_key, session.wrapped_data_key, context=_session_key_context(session.id)
+            )
+        except crypto.KeyUnwrapError:
+            raise errors.Unauthorized("Authentication failed: session key invalid") from None
+        return Identity(user_id=claims.user_id, session_id=claims.session_id, data_key=data_key)
+
+    async def logout(self, identity: Identity, *, ip: str | None) -> None:
+        """Revoke the caller's session at once."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            await storage.revoke_session(con, identity.session_id)
+            await storage.append_audit(con, user_id=identity.user_id, action="logout", ip=ip)
+
+    async def me(self, identity: Identity) -> tuple[storage.UserRecord, list[storage.SessionRecord]]:
+        """The caller's account and active sessions."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            user = await storage.get_user(con, identity.user_id)
+            sessions = await storage.list_active_sessions(con, identity.user_id)
+        if user is None:
+            raise errors.Unauthorized("Authentication failed: user not found")
+        return user, sessions
+
+    async def change_password(
+        self, identity: Identity, current: str, new: str, *, ip: str | None
+    ) -> list[uuid.UUID]:
+        """Re-wrap the data key under a KEK from the new password; revoke other sessions.
+
+        Messages are untouched: they are encrypted under conversation keys wrapped by the
+        data key, which does not change. Returns the revoked session ids.
+        """
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            user = await storage.get_user(con, identity.user_id)
+        if user is None:
+            raise errors.Unauthorized("Authentication failed: user not found")
+        if not await asyncio.to_thread(self._hasher.verify, user.password_hash, current):
+            raise errors.InvalidInput("currentPassword: incorrect password")
+        salt = crypto.new_salt()
+        new_hash, kek = await asyncio.gather(
+            asyncio.to_thread(self._hasher.hash, new),
+            asyncio.to_thread(crypto.derive_kek, new, salt),
+        )
+        wrapped = crypto.wrap_key(kek, identity.data_key, context=_user_key_context(user.id))
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            await storage.update_password(
+                con, user.id, password_hash=new_hash, kek_salt=salt, wrapped_data_key=wrapped
+            )
+            revoked = await storage.revoke_other_sessions(con, user.id, identity.session_id)
+            await storage.append_audit(
+                con, user_id=user.id, action="password_change",
+                details={"revokedSessions": len(revoked)}, ip=ip,
+            )
+        return revoked
+
+    async def active_session_ids(
+        self, user_id: uuid.UUID, session_ids: list[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Which of these sessions of one user are still active (for socket sweeps)."""
+        async with storage.user_tx(self._pool, user_id) as con:
+            sessions = await storage.list_active_sessions(con, user_id)
+        alive = {s.id for s in sessions}
+        return {sid for sid in session_ids if sid in alive}

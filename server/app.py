@@ -1,0 +1,182 @@
+"""`create_app(settings)`: builds everything; importing this module starts nothing.
+
+Connections (PostgreSQL pool, Redis, AI clients) open in aiohttp's `cleanup_ctx` and
+close there, in reverse order, on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import redis.asyncio as redis_asyncio
+import socketio
+from aiohttp import web
+
+import storage
+from ai import ProviderRegistry
+from server.accounts import Accounts
+from server.appkeys import (
+    ACCOUNTS,
+    CHAT,
+    CONNECTED,
+    LOGIN_LIMITER,
+    POOL,
+    REDIS,
+    REVOKER,
+    SETTINGS,
+    SIO,
+)
+from server.broadcast import SocketIOBroadcaster
+from server.chat import ChatService
+from server.config import Settings
+from server.generation import LocalGenerations
+from server.health import health_routes
+from server.http import error_middleware
+from server.presence import ConnectedSockets
+from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
+from server.revocation import SessionRevoker
+from server.routes_auth import auth_routes
+from server.routes_conversations import conversation_routes
+from server.sockets import ChatNamespace
+
+__all__ = ["create_app"]
+
+_LOG = logging.getLogger(__name__)
+GENERATIONS = web.AppKey("generations", LocalGenerations)
+
+
+def database_dsn(settings: Settings) -> str:
+    """The application role's DSN: `APP_DATABASE_URL`, or `DATABASE_URL` with the role swapped."""
+    if settings.app_database_url:
+        return settings.app_database_url
+    if not settings.database_url:
+        raise RuntimeError("no database configured (run.py starts an embedded one)")
+    return storage.app_dsn(
+        settings.database_url, app_role=settings.db_app_role, app_password=settings.db_app_password
+    )
+
+
+def _socket_server(settings: Settings) -> socketio.AsyncServer:
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
+        if settings.redis_url
+        else None
+    )
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=list(settings.cors_origins),
+        cors_credentials=True,
+        ping_interval=25,
+        ping_timeout=60,
+        max_http_buffer_size=settings.max_http_buffer_size,
+        transports=["polling", "websocket"],
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole server as an aiohttp application."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    sio = _socket_server(settings)
+    app[SIO] = sio
+    app[CONNECTED] = ConnectedSockets()
+    app[GENERATIONS] = LocalGenerations()
+    sio.attach(app, socketio_path=settings.engineio_path)
+    # socket.io-client adds a trailing slash by default; the seed's server did not
+    # require one (addTrailingSlash: false). Accept both.
+    handler = sio.eio.handle_request
+    bare = "/" + settings.engineio_path
+    app.router.add_get(bare, handler)
+    app.router.add_post(bare, handler)
+    app.router.add_route("OPTIONS", bare, handler)
+    app.add_routes(health_routes())
+    app.add_routes(auth_routes())
+    app.add_routes(conversation_routes())
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await storage.create_pool(
+        database_dsn(settings), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.redis_url:
+        yield
+        return
+    client = redis_asyncio.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
+    )
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    registry = ProviderRegistry(settings.ai)
+    if registry.uses_scripted_default:
+        _LOG.warning(
+            "NO AI PROVIDER CONFIGURED: replies come from the local scripted model. "
+            "Set OPENAI_API_KEY, OPENAI_BASE_URL or ANTHROPIC_API_KEY for real replies."
+        )
+    accounts = Accounts(
+        app[POOL], settings.secret_key, token_ttl=timedelta(seconds=settings.access_token_ttl_s)
+    )
+    counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
+    app[ACCOUNTS] = accounts
+    app[LOGIN_LIMITER] = LoginLimiter(counter)
+    chat = ChatService(
+        app[POOL],
+        registry,
+        SocketIOBroadcaster(app[SIO]),
+        app[GENERATIONS],
+        max_conversations_per_user=settings.max_conversations_per_user,
+        lock_ttl_s=settings.generation_lock_ttl_s,
+        coalesce_ms=settings.coalesce_ms,
+        system_prompt=settings.ai.system_prompt,
+        context_budget_tokens=settings.ai.context_budget_tokens,
+        max_reply_tokens=settings.ai.max_reply_tokens,
+    )
+    app[CHAT] = chat
+    app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts)
+    app[SIO].register_namespace(
+        ChatNamespace(
+            accounts, chat, app[CONNECTED], max_sockets_per_user=settings.max_sockets_per_user
+        )
+    )
+    yield
+    await app[GENERATIONS].drain(settings.shutdown_grace_s)
+    await registry.aclose()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sweep = asyncio.create_task(
+        app[REVOKER].run(settings.session_check_interval_s), name="session-sweep"
+    )
+    yield
+    sweep.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweep
+    # Close the sockets so clients reconnect elsewhere instead of waiting for a timeout.
+    for sid in list(app[CONNECTED].all_sids()):
+        with contextlib.suppress(Exception):
+            await app[SIO].disconnect(sid)

@@ -1,0 +1,66 @@
+"""Delivery of server events to rooms and sockets, behind a small interface.
+
+The chat service only knows `Broadcaster`; the Socket.IO adapter implements it. Tests
+and REST streaming observe generations through `GenerationListener`s instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+import msgspec
+import socketio
+
+from protocol.names import ServerEvent, conversation_room, token_room
+from protocol.socket_events import AiToken
+
+__all__ = ["Broadcaster", "SocketIOBroadcaster"]
+
+
+class Broadcaster(Protocol):
+    async def to_conversation(
+        self,
+        conversation_id: uuid.UUID,
+        event: ServerEvent,
+        payload: msgspec.Struct,
+        *,
+        skip_sid: str | None = None,
+    ) -> None: ...
+
+    async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None: ...
+
+    async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None: ...
+
+
+def _wire(payload: msgspec.Struct) -> Any:
+    return msgspec.to_builtins(payload)
+
+
+class SocketIOBroadcaster:
+    """Room emits through python-socketio (and its Redis manager across instances)."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    async def to_conversation(
+        self,
+        conversation_id: uuid.UUID,
+        event: ServerEvent,
+        payload: msgspec.Struct,
+        *,
+        skip_sid: str | None = None,
+    ) -> None:
+        await self._sio.emit(
+            str(event), _wire(payload), room=conversation_room(conversation_id), skip_sid=skip_sid
+        )
+
+    async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None:
+        await self._sio.emit(str(event), _wire(payload), to=sid)
+
+    async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
+        event = str(ServerEvent.AI_TOKEN)
+        await self._sio.emit(event, _wire(full), room=token_room(conversation_id, with_partial=True))
+        await self._sio.emit(
+            event, _wire(delta), room=token_room(conversation_id, with_partial=False)
+        )

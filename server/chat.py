@@ -1,0 +1,549 @@
+"""The chat service: the one place that composes storage, crypto and ai.
+
+Socket.IO handlers and REST routes are thin adapters over this class. Every method
+takes the caller's `Identity`; row-level security scopes each transaction to it, so a
+conversation of someone else is indistinguishable from a missing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+import crypto
+import storage
+from ai import ProviderRegistry
+from protocol.names import ServerEvent
+from protocol.socket_events import (
+    ConversationTruncated,
+    GeneratingState,
+    MessageAdded,
+    NeedsRegeneration,
+    TypingStart,
+)
+from server import exceptions as errors
+from server.broadcast import Broadcaster
+from server.generation import CancelMode, LocalGenerations, RunningGeneration
+from server.identity import Identity
+from server.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.replies import ReplyRunner
+from server.timefmt import iso, now_iso
+
+__all__ = [
+    "ChatService",
+    "DecodedMessage",
+    "EditResult",
+    "SendStart",
+    "Viewport",
+]
+
+_LOG = logging.getLogger(__name__)
+TRUNCATION_WARNING = "Messages after this point have been permanently deleted"
+REPLAY_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedMessage:
+    """A stored message, decrypted; `error` set (and content None) when it cannot be."""
+
+    sequence: int
+    role: str
+    content: str | None
+    timestamp: str
+    content_hash: str | None
+    stopped: bool
+    client_msg_id: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Viewport:
+    conversation: storage.ConversationRecord
+    from_seq: int
+    to_seq: int
+    messages: list[DecodedMessage]
+    integrity_valid: bool
+    last_valid_sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    edited_sequence: int
+    deleted_count: int
+    reclaimed_bytes: int
+    new_message_count: int
+    needs_regeneration_from: int
+    regenerating: RunningGeneration | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendStart:
+    """A send that was accepted: the user's message is stored and the reply is running.
+
+    For a repeated `clientMsgId`, `duplicate` is True and `generation` is the first send's
+    generation if it still runs here (else None: it has finished).
+    """
+
+    user_sequence: int
+    sequence: int
+    generation: RunningGeneration | None
+    duplicate: bool = False
+    message_count: int = 0
+
+
+_ROLE_NAMES = {int(r): r.name.lower() for r in crypto.Role}
+
+
+class ChatService:
+    """Create, join, read, send, edit, stop: every chat operation, for both transports."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: ProviderRegistry,
+        broadcaster: Broadcaster,
+        generations: LocalGenerations,
+        *,
+        max_conversations_per_user: int,
+        lock_ttl_s: float,
+        coalesce_ms: float,
+        system_prompt: str,
+        context_budget_tokens: int,
+        max_reply_tokens: int,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._broadcast = broadcaster
+        self._generations = generations
+        self._max_conversations = max_conversations_per_user
+        self._lock_ttl_s = lock_ttl_s
+        self._replies = ReplyRunner(
+            pool,
+            registry,
+            broadcaster,
+            generations,
+            lock_ttl_s=lock_ttl_s,
+            coalesce_ms=coalesce_ms,
+            system_prompt=system_prompt,
+            context_budget_tokens=context_budget_tokens,
+            max_reply_tokens=max_reply_tokens,
+        )
+
+    @property
+    def generations(self) -> LocalGenerations:
+        return self._generations
+
+    # ── conversations ───────────────────────────────────────────────────────
+
+    async def create_conversation(
+        self, identity: Identity, *, title: str | None, model: str | None
+    ) -> storage.ConversationRecord:
+        model = (model or self._registry.default_model).strip()
+        if not model or len(model) > 100:
+            raise errors.InvalidInput("model: expected a model name of at most 100 characters")
+        try:
+            self._registry.provider_for(model)
+        except Exception as exc:  # the registry's own typed error: an unroutable model
+            raise errors.InvalidInput(f"model: {getattr(exc, 'message', 'unknown model')}") from None
+        conversation_id = uuid.uuid4()
+        wrapped = new_wrapped_conversation_key(identity, conversation_id)
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            if await storage.count_conversations(con) >= self._max_conversations:
+                raise errors.LimitExceeded(
+                    f"At most {self._max_conversations} conversations per user"
+                )
+            record = await storage.create_conversation(
+                con,
+                conversation_id=conversation_id,
+                user_id=identity.user_id,
+                title=title,
+                model=model,
+                wrapped_key=wrapped,
+            )
+            await storage.append_audit(
+                con, user_id=identity.user_id, action="create", conversation_id=conversation_id
+            )
+        return record
+
+    async def list_conversations(
+        self, identity: Identity, *, limit: int, offset: int
+    ) -> tuple[list[storage.ConversationRecord], bool]:
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            records = await storage.list_conversations(con, limit=limit + 1, offset=offset)
+        return records[:limit], len(records) > limit
+
+    async def get_conversation(
+        self, identity: Identity, conversation_id: uuid.UUID
+    ) -> storage.ConversationRecord:
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+        if record is None:
+            raise errors.NotFound()
+        return record
+
+    async def rename(
+        self, identity: Identity, conversation_id: uuid.UUID, title: str | None
+    ) -> storage.ConversationRecord:
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.rename_conversation(con, conversation_id, title)
+        if record is None:
+            raise errors.NotFound()
+        return record
+
+    async def delete(self, identity: Identity, conversation_id: uuid.UUID) -> str:
+        """Soft delete: gone for every event and route; cancels a running reply."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            await storage.cancel_generation(con, conversation_id)
+            deleted_at = await storage.soft_delete_conversation(con, conversation_id)
+            if deleted_at is None:
+                raise errors.NotFound()
+            await storage.append_audit(
+                con, user_id=identity.user_id, action="delete", conversation_id=conversation_id
+            )
+        await self._generations.cancel(conversation_id, CancelMode.DISCARD)
+        return iso(deleted_at)
+
+    # ── reading ─────────────────────────────────────────────────────────────
+
+    def _decode(
+        self, keys: crypto.ConversationKeys, record: storage.MessageRecord
+    ) -> DecodedMessage:
+        try:
+            message = crypto.unpack(
+                keys, record.conversation_id, record.token, expected_sequence=record.seq
+            )
+        except crypto.InvalidToken:
+            _LOG.warning(
+                "message failed to decrypt conversation=%s seq=%d",
+                record.conversation_id,
+                record.seq,
+            )
+            return DecodedMessage(
+                sequence=record.seq,
+                role=_ROLE_NAMES.get(record.role, "unknown"),
+                content=None,
+                timestamp=iso(record.created_at),
+                content_hash=None,
+                stopped=record.stopped,
+                client_msg_id=record.client_msg_id,
+                error="Message could not be decrypted",
+            )
+        return DecodedMessage(
+            sequence=record.seq,
+            role=message.role.name.lower(),
+            content=message.content,
+            timestamp=iso(message.timestamp),
+            content_hash=message.content_hash,
+            stopped=record.stopped,
+            client_msg_id=record.client_msg_id,
+        )
+
+    async def replay(
+        self, identity: Identity, conversation_id: uuid.UUID, after_seq: int
+    ) -> list[DecodedMessage]:
+        """The messages after `after_seq` (at most REPLAY_LIMIT), decrypted, in order."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is None:
+                raise errors.NotFound()
+            rows = await storage.list_messages(
+                con, conversation_id, from_seq=after_seq + 1, limit=REPLAY_LIMIT
+            )
+        keys = open_conversation_keys(identity, conversation_id, record.wrapped_key, record.key_version)
+        return [self._decode(keys, row) for row in rows]
+
+    async def viewport(
+        self,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        *,
+        from_seq: int | None,
+        to_seq: int | None,
+    ) -> Viewport:
+        """Messages `from..to` (default: the last 50), decrypted, with the chain verified.
+
+        The chain is verified over the whole conversation (HMACs only, no decryption),
+        so `integrity` reflects every stored message, not only the viewport.
+        """
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is None:
+                raise errors.NotFound()
+            count = record.message_count
+            to = min(to_seq if to_seq is not None else count, count)
+            start = from_seq if from_seq is not None else max(1, to - 49)
+            all_rows = await storage.list_messages(con, conversation_id)
+        keys = open_conversation_keys(identity, conversation_id, record.wrapped_key, record.key_version)
+        bad = crypto.verify_chain(
+            keys.integrity, [r.token for r in all_rows], [r.link for r in all_rows]
+        )
+        stored_root = all_rows[-1].link if all_rows else None
+        root_ok = stored_root == record.merkle_root and len(all_rows) == count
+        # `bad` is the 0-based index of the first bad link, so it is also the last good seq.
+        last_valid = bad if bad is not None else len(all_rows)
+        valid = bad is None and root_ok
+        rows = [r for r in all_rows if start <= r.seq <= to]
+        return Viewport(
+            conversation=record,
+            from_seq=start,
+            to_seq=to,
+            messages=[self._decode(keys, row) for row in rows],
+            integrity_valid=valid,
+            last_valid_sequence=last_valid,
+        )
+
+    def generating_state(self, conversation_id: uuid.UUID) -> GeneratingState | None:
+        """What a reply running on this instance has streamed so far (for late joiners)."""
+        generation = self._generations.get(conversation_id)
+        if generation is None or generation.cancel_mode is CancelMode.DISCARD:
+            return None
+        return GeneratingState(
+            sequence=generation.sequence,
+            partial=generation.partial,
+            token_index=generation.token_index,
+        )
+
+    # ── sending ─────────────────────────────────────────────────────────────
+
+    async def begin_send(
+        self,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        content: str,
+        *,
+        client_msg_id: str | None = None,
+        origin_sid: str | None = None,
+    ) -> SendStart:
+        """Store the user's message (committed) and start the reply; BUSY if one runs.
+
+        The reply runs in its own task so a client that goes away does not cancel it.
+        Attach listeners to `SendStart.generation` before awaiting anything.
+        """
+        owner = uuid.uuid4()
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id, for_update=True)
+            if record is None:
+                raise errors.NotFound()
+            if client_msg_id is not None:
+                first = await storage.find_by_client_msg_id(con, conversation_id, client_msg_id)
+                if first is not None:
+                    return self._duplicate(conversation_id, first.seq, record.message_count)
+            user_seq = record.message_count + 1
+            acquired = await storage.acquire_generation(
+                con,
+                conversation_id=conversation_id,
+                user_id=identity.user_id,
+                owner=owner,
+                sequence=user_seq + 1,
+                ttl_seconds=self._lock_ttl_s,
+            )
+            if not acquired:
+                raise errors.Busy()
+            keys = open_conversation_keys(
+                identity, conversation_id, record.wrapped_key, record.key_version
+            )
+            token = crypto.pack(keys, conversation_id, user_seq, crypto.Role.USER, content)
+            link = crypto.next_link(keys.integrity, record.merkle_root, token)
+            inserted = await storage.insert_message(
+                con,
+                conversation_id=conversation_id,
+                user_id=identity.user_id,
+                seq=user_seq,
+                role=int(crypto.Role.USER),
+                token=token,
+                link=link,
+                client_msg_id=client_msg_id,
+            )
+            await storage.set_head(
+                con, conversation_id, message_count=user_seq, merkle_root=link
+            )
+        generation = RunningGeneration(
+            conversation_id=conversation_id,
+            user_id=identity.user_id,
+            owner=owner,
+            sequence=user_seq + 1,
+        )
+        await self._announce_user_message(
+            identity, conversation_id, user_seq, content, iso(inserted.created_at),
+            client_msg_id, origin_sid,
+        )
+        self._replies.start(generation, identity, record.model)
+        return SendStart(
+            user_sequence=user_seq,
+            sequence=user_seq + 1,
+            generation=generation,
+            message_count=user_seq,
+        )
+
+    def _duplicate(self, conversation_id: uuid.UUID, user_seq: int, count: int) -> SendStart:
+        running = self._generations.get(conversation_id)
+        generation = running if running is not None and running.sequence == user_seq + 1 else None
+        return SendStart(
+            user_sequence=user_seq,
+            sequence=user_seq + 1,
+            generation=generation,
+            duplicate=True,
+            message_count=count,
+        )
+
+    async def _announce_user_message(
+        self,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        user_seq: int,
+        content: str,
+        timestamp: str,
+        client_msg_id: str | None,
+        origin_sid: str | None,
+    ) -> None:
+        """Tell the other tabs: the stored user message [ext], then the seed's typing-start."""
+        added = MessageAdded(
+            sequence=user_seq,
+            role="user",
+            content=content,
+            timestamp=timestamp,
+            **({"client_msg_id": client_msg_id} if client_msg_id else {}),
+        )
+        await self._broadcast.to_conversation(
+            conversation_id, ServerEvent.MESSAGE_ADDED, added, skip_sid=origin_sid
+        )
+        await self._broadcast.to_conversation(
+            conversation_id,
+            ServerEvent.TYPING_START,
+            TypingStart(user_id=str(identity.user_id), timestamp=now_iso()),
+            skip_sid=origin_sid,
+        )
+
+    async def stop(self, identity: Identity, conversation_id: uuid.UUID) -> bool:
+        """Stop the running reply; what was streamed so far is kept, marked stopped."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is None:
+                raise errors.NotFound()
+            running = await storage.get_generation(con, conversation_id)
+        if running is None:
+            return False
+        local = await self._generations.cancel(conversation_id, CancelMode.STOP)
+        return local
+
+    # ── destructive edit ────────────────────────────────────────────────────
+
+    async def edit(
+        self,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        sequence: int,
+        new_content: str,
+    ) -> EditResult:
+        """Replace message `sequence`, delete everything after it for good, then regenerate.
+
+        The running reply's lock is deleted in the same transaction, so it can never
+        commit after this edit; it is then stopped and awaited before anything is sent.
+        """
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id, for_update=True)
+            if record is None:
+                raise errors.NotFound()
+            if sequence > record.message_count:
+                raise errors.EditRejected(
+                    f"sequence: message {sequence} does not exist "
+                    f"(the conversation has {record.message_count})"
+                )
+            target = await storage.get_message(con, conversation_id, sequence)
+            if target is None:
+                raise errors.EditRejected(f"Message {sequence} not found")
+            previous = (
+                await storage.get_message(con, conversation_id, sequence - 1)
+                if sequence > 1
+                else None
+            )
+            await storage.cancel_generation(con, conversation_id)
+            keys = open_conversation_keys(
+                identity, conversation_id, record.wrapped_key, record.key_version
+            )
+            role = crypto.Role(target.role)
+            deleted, reclaimed = await storage.delete_after(con, conversation_id, sequence)
+            token = crypto.pack(keys, conversation_id, sequence, role, new_content)
+            link = crypto.next_link(keys.integrity, previous.link if previous else None, token)
+            await storage.replace_message(con, conversation_id, sequence, token=token, link=link)
+            await storage.set_head(con, conversation_id, message_count=sequence, merkle_root=link)
+            await storage.append_audit(
+                con,
+                user_id=identity.user_id,
+                action="edit",
+                conversation_id=conversation_id,
+                details={
+                    "sequence": sequence,
+                    "deletedCount": deleted,
+                    "spaceReclaimed": reclaimed,
+                },
+            )
+        await self._generations.cancel(conversation_id, CancelMode.DISCARD)
+        await self._broadcast.to_conversation(
+            conversation_id,
+            ServerEvent.CONVERSATION_TRUNCATED,
+            ConversationTruncated(
+                edited_sequence=sequence,
+                deleted_count=deleted,
+                new_message_count=sequence,
+                by_user=str(identity.user_id),
+                timestamp=now_iso(),
+                warning=TRUNCATION_WARNING,
+            ),
+        )
+        await self._broadcast.to_conversation(
+            conversation_id,
+            ServerEvent.NEEDS_REGENERATION,
+            NeedsRegeneration(
+                from_sequence=sequence + 1, reason="edit", edited_sequence=sequence
+            ),
+        )
+        regenerating = None
+        if role is crypto.Role.USER:
+            regenerating = await self._start_regeneration(identity, conversation_id, sequence)
+        return EditResult(
+            edited_sequence=sequence,
+            deleted_count=deleted,
+            reclaimed_bytes=reclaimed,
+            new_message_count=sequence,
+            needs_regeneration_from=sequence + 1,
+            regenerating=regenerating,
+        )
+
+    async def _start_regeneration(
+        self, identity: Identity, conversation_id: uuid.UUID, user_seq: int
+    ) -> RunningGeneration | None:
+        """The seed's promise: "Auto-trigger AI regeneration from N+1"."""
+        owner = uuid.uuid4()
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id, for_update=True)
+            if record is None or record.message_count != user_seq:
+                return None  # something newer happened meanwhile; nothing to regenerate
+            acquired = await storage.acquire_generation(
+                con,
+                conversation_id=conversation_id,
+                user_id=identity.user_id,
+                owner=owner,
+                sequence=user_seq + 1,
+                ttl_seconds=self._lock_ttl_s,
+            )
+            if not acquired:
+                return None
+            await storage.append_audit(
+                con,
+                user_id=identity.user_id,
+                action="regenerate",
+                conversation_id=conversation_id,
+                details={"sequence": user_seq + 1},
+            )
+        generation = RunningGeneration(
+            conversation_id=conversation_id,
+            user_id=identity.user_id,
+            owner=owner,
+            sequence=user_seq + 1,
+        )
+        self._replies.start(generation, identity, record.model)
+        return generation

@@ -1,0 +1,107 @@
+"""REST plumbing: JSON bodies in and out, the error middleware, bearer authentication."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from protocol import decode
+from protocol.exceptions import ProtocolError
+from protocol.rest import ErrorBody
+from server import exceptions as errors
+from server.appkeys import ACCOUNTS
+from server.error_mapping import to_service_error
+from server.identity import Identity
+
+__all__ = [
+    "authenticate",
+    "client_ip",
+    "error_middleware",
+    "json_response",
+    "query_int",
+    "read_json",
+]
+
+T = TypeVar("T")
+_LOG = logging.getLogger(__name__)
+
+
+def json_response(payload: msgspec.Struct, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(payload), status=status, content_type="application/json"
+    )
+
+
+def _error_response(status: int, message: str, code: str | None = None, **extra: Any) -> web.Response:
+    body = ErrorBody(error=message, **({"code": code} if code else {}), **extra)
+    response = json_response(body, status=status)
+    if "retry_after" in extra:
+        response.headers["Retry-After"] = str(max(1, int(extra["retry_after"] + 0.999)))
+    return response
+
+
+async def read_json(request: web.Request, type_: type[T]) -> T:
+    """Decode the request body into `type_`; 400 with a field-naming message otherwise."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.LimitExceeded("Request body too large") from None
+    if not raw:
+        raise errors.InvalidInput("body: expected a JSON object")
+    try:
+        return decode.decode_json(raw, type_)
+    except ProtocolError as exc:
+        raise errors.InvalidInput(exc.message) from None
+
+
+def query_int(request: web.Request, name: str, default: int | None, *, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidInput(f"{name}: expected an integer") from None
+    if not low <= value <= high:
+        raise errors.InvalidInput(f"{name}: expected an integer between {low} and {high}")
+    return value
+
+
+def client_ip(request: web.Request) -> str | None:
+    return request.remote
+
+
+async def authenticate(request: web.Request) -> Identity:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("Authentication required")
+    return await request.app[ACCOUNTS].authenticate(token.strip())
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes `{error, code}` with its status; a 500 never carries internals."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api"):
+            raise
+        if exc.status == 413:
+            return _error_response(413, "Request body too large", "LIMIT_EXCEEDED")
+        return _error_response(exc.status, exc.reason)
+    except Exception as exc:
+        error = to_service_error(exc)
+        extra = {"retry_after": error.retry_after} if isinstance(error, errors.RateLimited) else {}
+        if error.status == 401:
+            response = _error_response(401, error.message, error.code)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return _error_response(error.status, error.message, error.code, **extra)

@@ -1,0 +1,54 @@
+"""The sockets connected to this instance, by user and session.
+
+Local by nature (a socket lives on one instance); used to cap sockets per user and to
+disconnect the sockets of a revoked session. Cross-instance revocation works without
+messaging: every instance sweeps its own sockets against the sessions table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+from server.identity import Identity
+
+__all__ = ["ConnectedSockets"]
+
+
+class ConnectedSockets:
+    def __init__(self) -> None:
+        self._by_sid: dict[str, Identity] = {}
+        self._by_user: dict[uuid.UUID, set[str]] = defaultdict(set)
+
+    def add(self, sid: str, identity: Identity) -> None:
+        self._by_sid[sid] = identity
+        self._by_user[identity.user_id].add(sid)
+
+    def remove(self, sid: str) -> Identity | None:
+        identity = self._by_sid.pop(sid, None)
+        if identity is not None:
+            sids = self._by_user.get(identity.user_id)
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del self._by_user[identity.user_id]
+        return identity
+
+    def count_for_user(self, user_id: uuid.UUID) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def __len__(self) -> int:
+        return len(self._by_sid)
+
+    def all_sids(self) -> list[str]:
+        return list(self._by_sid)
+
+    def sids_of_session(self, session_id: uuid.UUID) -> list[str]:
+        return [sid for sid, ident in self._by_sid.items() if ident.session_id == session_id]
+
+    def sessions_by_user(self) -> dict[uuid.UUID, dict[uuid.UUID, list[str]]]:
+        """user -> session -> sids, for the revocation sweep."""
+        result: dict[uuid.UUID, dict[uuid.UUID, list[str]]] = {}
+        for sid, identity in self._by_sid.items():
+            result.setdefault(identity.user_id, {}).setdefault(identity.session_id, []).append(sid)
+        return result

@@ -1,0 +1,83 @@
+"""Fixed-window rate limits, shared across instances through Redis when configured."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+import redis.exceptions
+
+from server import exceptions as errors
+
+__all__ = ["LocalCounter", "LoginLimiter", "RateCounter", "RedisCounter"]
+
+
+class RateCounter(Protocol):
+    async def hit(self, key: str, limit: int, window_s: int) -> float | None:
+        """Count one event; None when within `limit` per window, else seconds to wait."""
+        ...
+
+
+class LocalCounter:
+    """In-process windows (one instance, no Redis). Old windows are pruned as they pass."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, int], int] = {}
+        self._last_prune = 0.0
+
+    async def hit(self, key: str, limit: int, window_s: int) -> float | None:
+        now = time.time()
+        window = int(now // window_s)
+        if now - self._last_prune > 60:
+            self._windows = {k: v for k, v in self._windows.items() if k[1] >= window - 1}
+            self._last_prune = now
+        count = self._windows.get((key, window), 0) + 1
+        self._windows[(key, window)] = count
+        if count > limit:
+            return (window + 1) * window_s - now
+        return None
+
+
+class RedisCounter:
+    """INCR + EXPIRE per window key; if Redis is down, fall back to a local window."""
+
+    def __init__(self, client: redis_asyncio.Redis, prefix: str = "scca:rl:") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._fallback = LocalCounter()
+
+    async def hit(self, key: str, limit: int, window_s: int) -> float | None:
+        now = time.time()
+        window = int(now // window_s)
+        name = f"{self._prefix}{key}:{window}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, window_s + 1)
+                count, _ = await pipe.execute()
+        except (redis.exceptions.RedisError, OSError):
+            return await self._fallback.hit(key, limit, window_s)
+        if int(count) > limit:
+            return (window + 1) * window_s - now
+        return None
+
+
+class LoginLimiter:
+    """Brute-force guard: attempts per account and per IP address."""
+
+    def __init__(
+        self, counter: RateCounter, *, per_account: int = 10, per_ip: int = 50, window_s: int = 300
+    ) -> None:
+        self._counter = counter
+        self._per_account = per_account
+        self._per_ip = per_ip
+        self._window = window_s
+
+    async def check(self, email: str, ip: str | None) -> None:
+        waits = [await self._counter.hit(f"login:acct:{email.strip().lower()}", self._per_account, self._window)]
+        if ip:
+            waits.append(await self._counter.hit(f"login:ip:{ip}", self._per_ip, self._window))
+        worst = max((w for w in waits if w is not None), default=None)
+        if worst is not None:
+            raise errors.RateLimited(worst, "Too many login attempts; try again later")

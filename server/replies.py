@@ -1,0 +1,314 @@
+"""Generating one AI reply: stream it to the room, then commit it if still allowed.
+
+Order of durability: the user's message was committed by `ChatService.begin_send`
+before this runs; the reply is committed before `ai-complete` is sent, in a transaction
+that first checks this generation still holds the conversation's lock (an edit deletes
+the lock, so a discarded reply can never be written after the edit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+import crypto
+import storage
+from ai import AIError, ChatMessage, FinishReason, ProviderRegistry, build_context
+from protocol.names import ErrorCode, ServerEvent
+from protocol.socket_events import AiComplete, AiError, AiToken
+from server.broadcast import Broadcaster
+from server.generation import (
+    CancelMode,
+    GenerationOutcome,
+    LocalGenerations,
+    RunningGeneration,
+)
+from server.identity import Identity
+from server.keyring import open_conversation_keys
+from server.timefmt import now_iso
+
+__all__ = ["ReplyRunner"]
+
+_LOG = logging.getLogger(__name__)
+_HISTORY_LIMIT = 200
+
+
+class ReplyRunner:
+    """Runs generations as tasks of their own (a client going away does not stop them)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: ProviderRegistry,
+        broadcaster: Broadcaster,
+        generations: LocalGenerations,
+        *,
+        lock_ttl_s: float,
+        coalesce_ms: float,
+        system_prompt: str,
+        context_budget_tokens: int,
+        max_reply_tokens: int,
+    ) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._broadcast = broadcaster
+        self._generations = generations
+        self._lock_ttl_s = lock_ttl_s
+        self._coalesce_s = coalesce_ms / 1000.0
+        self._system_prompt = system_prompt
+        self._budget = context_budget_tokens
+        self._max_reply_tokens = max_reply_tokens
+
+    def start(self, generation: RunningGeneration, identity: Identity, model: str) -> None:
+        """Register the generation and start its task (no await: listeners attach first)."""
+        self._generations.add(generation)
+        generation.task = asyncio.create_task(
+            self._run(generation, identity, model),
+            name=f"generation:{generation.conversation_id}",
+        )
+
+    async def _run(
+        self, generation: RunningGeneration, identity: Identity, model: str
+    ) -> GenerationOutcome:
+        try:
+            return await self._generate(generation, identity, model)
+        except AIError as exc:
+            return await self._fail(generation, identity, exc.code, exc.message)
+        except asyncio.CancelledError:
+            await self._release(generation, identity)
+            raise
+        except Exception:
+            _LOG.exception(
+                "generation failed conversation=%s sequence=%d",
+                generation.conversation_id,
+                generation.sequence,
+            )
+            return await self._fail(
+                generation, identity, ErrorCode.AI_ERROR, "The reply could not be generated"
+            )
+        finally:
+            self._generations.remove(generation)
+
+    async def _history(
+        self, identity: Identity, generation: RunningGeneration
+    ) -> tuple[list[ChatMessage], crypto.ConversationKeys]:
+        conversation_id = generation.conversation_id
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is None:
+                raise _Discarded()
+            last = generation.sequence - 1
+            rows = await storage.list_messages(
+                con, conversation_id, from_seq=max(1, last - _HISTORY_LIMIT + 1), to_seq=last
+            )
+        keys = open_conversation_keys(
+            identity, conversation_id, record.wrapped_key, record.key_version
+        )
+        history: list[ChatMessage] = []
+        for row in rows:
+            try:
+                message = crypto.unpack(keys, conversation_id, row.token, expected_sequence=row.seq)
+            except crypto.InvalidToken:
+                _LOG.warning("skipping unreadable message seq=%d in context", row.seq)
+                continue
+            history.append(ChatMessage(role=message.role.name.lower(), content=message.content))  # type: ignore[arg-type]
+        return history, keys
+
+    async def _generate(
+        self, generation: RunningGeneration, identity: Identity, model: str
+    ) -> GenerationOutcome:
+        try:
+            history, keys = await self._history(identity, generation)
+        except _Discarded:
+            return self._discarded(generation)
+        provider = self._registry.provider_for(model)
+        context = build_context(
+            history, system_prompt=self._system_prompt, budget_tokens=self._budget
+        )
+        stream = provider.stream(
+            context, model, max_tokens=self._max_reply_tokens, cancel=generation.cancel_event
+        )
+        loop = asyncio.get_running_loop()
+        next_extend = loop.time() + self._lock_ttl_s / 3
+        pending = ""
+        last_flush = loop.time()
+        try:
+            async for delta in stream:
+                if generation.cancel_mode is CancelMode.DISCARD:
+                    break
+                generation.add_token(delta)
+                pending += delta
+                now = loop.time()
+                if self._coalesce_s <= 0 or now - last_flush >= self._coalesce_s:
+                    await self._emit_token(generation, pending)
+                    pending, last_flush = "", now
+                if now >= next_extend:
+                    next_extend = now + self._lock_ttl_s / 3
+                    if not await self._extend(generation, identity):
+                        generation.request_cancel(CancelMode.DISCARD)
+                        break
+        finally:
+            await stream.aclose()
+        if generation.cancel_mode is CancelMode.DISCARD:
+            return self._discarded(generation)
+        if pending:
+            await self._emit_token(generation, pending)
+        stopped = (
+            generation.cancel_mode is CancelMode.STOP
+            or stream.finish_reason is FinishReason.STOPPED
+        )
+        if not generation.partial:
+            if stopped:
+                return await self._finish_empty(generation, identity)
+            return await self._fail(
+                generation, identity, ErrorCode.AI_ERROR, "The model returned an empty reply"
+            )
+        return await self._commit(generation, identity, keys, stopped=stopped)
+
+    async def _emit_token(self, generation: RunningGeneration, token: str) -> None:
+        full = AiToken(
+            sequence=generation.sequence,
+            token=token,
+            partial=generation.partial,
+            token_index=generation.token_index,
+        )
+        delta = AiToken(
+            sequence=generation.sequence, token=token, token_index=generation.token_index
+        )
+        await self._broadcast.tokens(generation.conversation_id, full, delta)
+
+    async def _extend(self, generation: RunningGeneration, identity: Identity) -> bool:
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            return await storage.extend_generation(
+                con, generation.conversation_id, generation.owner, self._lock_ttl_s
+            )
+
+    async def _commit(
+        self,
+        generation: RunningGeneration,
+        identity: Identity,
+        keys: crypto.ConversationKeys,
+        *,
+        stopped: bool,
+    ) -> GenerationOutcome:
+        conversation_id = generation.conversation_id
+        content = generation.partial
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id, for_update=True)
+            if (
+                record is None
+                or record.message_count + 1 != generation.sequence
+                or not await storage.holds_generation(con, conversation_id, generation.owner)
+            ):
+                return self._discarded(generation)
+            token = crypto.pack(
+                keys, conversation_id, generation.sequence, crypto.Role.ASSISTANT, content
+            )
+            link = crypto.next_link(keys.integrity, record.merkle_root, token)
+            await storage.insert_message(
+                con,
+                conversation_id=conversation_id,
+                user_id=identity.user_id,
+                seq=generation.sequence,
+                role=int(crypto.Role.ASSISTANT),
+                token=token,
+                link=link,
+                stopped=stopped,
+            )
+            await storage.set_head(
+                con, conversation_id, message_count=generation.sequence, merkle_root=link
+            )
+            await storage.release_generation(con, conversation_id, generation.owner)
+        await self._broadcast.to_conversation(
+            conversation_id,
+            ServerEvent.AI_COMPLETE,
+            AiComplete(
+                sequence=generation.sequence,
+                content=content,
+                message_count=generation.sequence,
+                timestamp=now_iso(),
+                **({"stopped": True} if stopped else {}),
+            ),
+        )
+        return GenerationOutcome(
+            sequence=generation.sequence,
+            content=content,
+            message_count=generation.sequence,
+            stored=True,
+            stopped=stopped,
+        )
+
+    async def _finish_empty(
+        self, generation: RunningGeneration, identity: Identity
+    ) -> GenerationOutcome:
+        """Stopped before the first token: nothing to store, the lock is released."""
+        await self._release(generation, identity)
+        count = generation.sequence - 1
+        await self._broadcast.to_conversation(
+            generation.conversation_id,
+            ServerEvent.AI_COMPLETE,
+            AiComplete(
+                sequence=generation.sequence,
+                content="",
+                message_count=count,
+                timestamp=now_iso(),
+                stopped=True,
+            ),
+        )
+        return GenerationOutcome(
+            sequence=generation.sequence, content="", message_count=count, stored=False,
+            stopped=True,
+        )
+
+    async def _release(self, generation: RunningGeneration, identity: Identity) -> None:
+        try:
+            async with storage.user_tx(self._pool, identity.user_id) as con:
+                await storage.release_generation(con, generation.conversation_id, generation.owner)
+        except storage.StorageError:
+            # The lock expires by itself; nothing else depends on this release.
+            _LOG.warning("could not release generation lock conversation=%s",
+                         generation.conversation_id)
+
+    async def _fail(
+        self, generation: RunningGeneration, identity: Identity, code: str, message: str
+    ) -> GenerationOutcome:
+        """The provider failed: the user's message stays, the room is told, nothing else."""
+        await self._release(generation, identity)
+        if generation.cancel_mode is CancelMode.DISCARD:
+            return self._discarded(generation)
+        _LOG.warning(
+            "generation error conversation=%s sequence=%d code=%s",
+            generation.conversation_id, generation.sequence, code,
+        )
+        try:
+            await self._broadcast.to_conversation(
+                generation.conversation_id,
+                ServerEvent.AI_ERROR,
+                AiError(sequence=generation.sequence, code=code, message=message),
+            )
+        except Exception:
+            _LOG.exception("could not deliver ai-error")
+        return GenerationOutcome(
+            sequence=generation.sequence,
+            content=generation.partial,
+            message_count=generation.sequence - 1,
+            stored=False,
+            error_code=code,
+            error_message=message,
+        )
+
+    @staticmethod
+    def _discarded(generation: RunningGeneration) -> GenerationOutcome:
+        return GenerationOutcome(
+            sequence=generation.sequence,
+            content="",
+            message_count=generation.sequence - 1,
+            stored=False,
+            discarded=True,
+        )
+
+
+class _Discarded(Exception):
+    """The conversation vanished before the reply started."""

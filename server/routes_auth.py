@@ -1,0 +1,99 @@
+"""REST adapters for accounts: `/api/auth/*` [ext: the seed used NextAuth]."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocol.rest import (
+    AuthResponse,
+    LoginRequest,
+    MeResponse,
+    PasswordChangeRequest,
+    RegisterRequest,
+    SessionOut,
+    UserOut,
+)
+from server.accounts import LoginResult
+from server.appkeys import ACCOUNTS, LOGIN_LIMITER, REVOKER
+from server.http import authenticate, client_ip, json_response, read_json
+from server.timefmt import iso
+
+__all__ = ["auth_routes"]
+
+
+def _auth_body(result: LoginResult) -> AuthResponse:
+    return AuthResponse(
+        user=UserOut(id=str(result.user_id), email=result.email),
+        token=result.token,
+        expires_at=iso(result.expires_at),
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request, RegisterRequest)
+    result = await request.app[ACCOUNTS].register(
+        body.email, body.password, ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    return json_response(_auth_body(result), status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, LoginRequest)
+    limiter = request.app.get(LOGIN_LIMITER)
+    if limiter is not None:
+        await limiter.check(body.email, client_ip(request))
+    result = await request.app[ACCOUNTS].login(
+        body.email, body.password, ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    return json_response(_auth_body(result))
+
+
+async def logout(request: web.Request) -> web.Response:
+    identity = await authenticate(request)
+    await request.app[ACCOUNTS].logout(identity, ip=client_ip(request))
+    await request.app[REVOKER].disconnect_sessions([identity.session_id])
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    identity = await authenticate(request)
+    user, sessions = await request.app[ACCOUNTS].me(identity)
+    return json_response(
+        MeResponse(
+            user=UserOut(id=str(user.id), email=user.email),
+            sessions=[
+                SessionOut(
+                    id=str(s.id),
+                    created_at=iso(s.created_at),
+                    expires_at=iso(s.expires_at),
+                    last_seen_at=iso(s.last_seen_at),
+                    ip=s.ip,
+                    user_agent=s.user_agent,
+                    current=s.id == identity.session_id,
+                )
+                for s in sessions
+            ],
+        )
+    )
+
+
+async def change_password(request: web.Request) -> web.Response:
+    identity = await authenticate(request)
+    body = await read_json(request, PasswordChangeRequest)
+    revoked = await request.app[ACCOUNTS].change_password(
+        identity, body.current_password, body.new_password, ip=client_ip(request)
+    )
+    await request.app[REVOKER].disconnect_sessions(revoked)
+    return web.Response(status=204)
+
+
+def auth_routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/auth/register", register),
+        web.post("/api/auth/login", login),
+        web.post("/api/auth/logout", logout),
+        web.get("/api/auth/me", me),
+        web.post("/api/auth/password", change_password),
+    ]

@@ -1,0 +1,354 @@
+"""The Socket.IO adapter: decode each event, call the chat service, encode the answer.
+
+Every handler returns its ack payload (python-socketio sends a handler's return value
+as the ack when the client asked for one), so every ack is called exactly once, on
+success and on every failure. Authentication happens once, in `connect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+import socketio
+
+from protocol import decode
+from protocol.names import (
+    ClientEvent,
+    ErrorCode,
+    ServerEvent,
+    conversation_room,
+    token_room,
+    user_room,
+)
+from protocol.socket_events import (
+    EditAck,
+    ErrorAck,
+    ErrorEvent,
+    JoinAck,
+    MessageAdded,
+    OkAck,
+    Pong,
+    SendAck,
+    StatePayload,
+    StopAck,
+    UserJoined,
+    UserLeft,
+)
+from server import exceptions as errors
+from server.accounts import Accounts
+from server.chat import ChatService
+from server.error_mapping import to_service_error
+from server.identity import Identity
+from server.presence import ConnectedSockets
+from server.timefmt import now_iso
+
+__all__ = ["ChatNamespace", "SocketState"]
+
+_LOG = logging.getLogger(__name__)
+_STATE_KEY = "state"
+_NO_CONVERSATION = "Not in a conversation"
+
+Handler = Callable[[str, tuple[Any, ...]], Awaitable[msgspec.Struct]]
+
+
+@dataclass(slots=True)
+class SocketState:
+    """Per-socket data, kept in `sio.session(sid)` (a namespace object is a singleton)."""
+
+    identity: Identity
+    with_partial: bool = True
+    conversation_id: uuid.UUID | None = None
+
+
+def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
+    if isinstance(auth, dict):
+        token = auth.get("token")
+        if isinstance(token, str) and token:
+            return token
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    values = query.get("token")
+    return values[0] if values and values[0] else None
+
+
+def _wants_partial(auth: Any) -> bool:
+    """[ext] `auth: {partial: false}` asks for `ai-token` deltas without `partial`."""
+    return not (isinstance(auth, dict) and auth.get("partial") is False)
+
+
+def _wire(payload: msgspec.Struct) -> Any:
+    return msgspec.to_builtins(payload)
+
+
+class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The `/` namespace of the seed's protocol."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        chat: ChatService,
+        connected: ConnectedSockets,
+        *,
+        max_sockets_per_user: int,
+    ) -> None:
+        super().__init__("/")
+        self._accounts = accounts
+        self._chat = chat
+        self._connected = connected
+        self._max_sockets = max_sockets_per_user
+        self._handlers: dict[str, tuple[Handler, str]] = {
+            ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
+            ClientEvent.LEAVE_CONVERSATION: (self._leave, ErrorCode.JOIN_FAILED),
+            ClientEvent.SEND_MESSAGE: (self._send, ErrorCode.SEND_FAILED),
+            ClientEvent.EDIT_MESSAGE: (self._edit, ErrorCode.EDIT_FAILED),
+            ClientEvent.STOP_GENERATION: (self._stop, ErrorCode.SEND_FAILED),
+            ClientEvent.PING: (self._ping, ErrorCode.INTERNAL),
+        }
+
+    # ── dispatch ────────────────────────────────────────────────────────────
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Route events by their hyphenated names; answer unknown ones with a clear error."""
+        if event == "connect":
+            return await self._connect(*args)
+        if event == "disconnect":
+            return await self._disconnect(*args)
+        sid: str = args[0]
+        entry = self._handlers.get(event)
+        if entry is None:
+            return await self._refuse(
+                sid, errors.InvalidInput(f"Unknown event {event[:64]!r}"), ErrorCode.UNKNOWN_EVENT
+            )
+        handler, failure_code = entry
+        try:
+            return _wire(await handler(sid, tuple(args[1:])))
+        except Exception as exc:  # every failure gets an ack and an error event
+            return await self._refuse(sid, to_service_error(exc), failure_code)
+
+    async def _refuse(self, sid: str, error: errors.ServiceError, failure_code: str) -> Any:
+        code = _socket_code(error, failure_code)
+        # The seed's `error` event says SEND_FAILED for a failed reply; the ack and the
+        # room's `ai-error` carry the precise AI_* code.
+        event_code = failure_code if isinstance(error, errors.GenerationFailed) else code
+        try:
+            await self.emit(
+                str(ServerEvent.ERROR),
+                _wire(ErrorEvent(code=event_code, message=error.message)),
+                to=sid,
+            )
+        except Exception:
+            _LOG.warning("could not deliver error event sid=%s", sid)
+        extra = {"retry_after": error.retry_after} if isinstance(error, errors.RateLimited) else {}
+        return _wire(ErrorAck(success=False, code=code, error=error.message, **extra))
+
+    async def _state(self, sid: str) -> SocketState:
+        session = await self.get_session(sid)
+        state = session.get(_STATE_KEY)
+        if not isinstance(state, SocketState):
+            raise errors.Unauthorized()
+        return state
+
+    # ── connection ──────────────────────────────────────────────────────────
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = _token_from(environ, auth)
+        if token is None:
+            raise socketio.exceptions.ConnectionRefusedError("Authentication token required")
+        try:
+            identity = await self._accounts.authenticate(token, touch=True)
+        except errors.Unauthorized as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
+        except Exception as exc:
+            _LOG.warning("socket authentication could not complete: %s", type(exc).__name__)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "Authentication failed: service unavailable"
+            ) from None
+        if self._connected.count_for_user(identity.user_id) >= self._max_sockets:
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"Too many connections: at most {self._max_sockets} per user"
+            )
+        await self.save_session(
+            sid, {_STATE_KEY: SocketState(identity=identity, with_partial=_wants_partial(auth))}
+        )
+        await self.enter_room(sid, user_room(identity.user_id))
+        self._connected.add(sid, identity)
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        identity = self._connected.remove(sid)
+        if identity is None:
+            return
+        try:
+            state = await self._state(sid)
+        except Exception:
+            return
+        if state.conversation_id is not None:
+            payload = UserLeft(
+                user_id=str(identity.user_id),
+                timestamp=now_iso(),
+                reason=str(reason) if reason else "transport close",
+            )
+            await self.emit(
+                str(ServerEvent.USER_LEFT),
+                _wire(payload),
+                room=conversation_room(state.conversation_id),
+                skip_sid=sid,
+            )
+
+    # ── rooms ───────────────────────────────────────────────────────────────
+
+    async def _leave_rooms(self, sid: str, conversation_id: uuid.UUID) -> None:
+        await self.leave_room(sid, conversation_room(conversation_id))
+        await self.leave_room(sid, token_room(conversation_id, with_partial=True))
+        await self.leave_room(sid, token_room(conversation_id, with_partial=False))
+
+    async def _join(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        state = await self._state(sid)
+        request = decode.decode_join(args[0] if args else None)
+        conversation_id = request.conversation_id
+        record = await self._chat.get_conversation(state.identity, conversation_id)
+        if state.conversation_id is not None and state.conversation_id != conversation_id:
+            await self._leave_rooms(sid, state.conversation_id)
+        await self.enter_room(sid, conversation_room(conversation_id))
+        await self.enter_room(sid, token_room(conversation_id, with_partial=state.with_partial))
+        state.conversation_id = conversation_id
+        # Taken right after entering the room, with no await in between: every token
+        # streamed before is in `generating`, every token after reaches this socket.
+        generating = self._chat.generating_state(conversation_id)
+        await self.emit(
+            str(ServerEvent.USER_JOINED),
+            _wire(UserJoined(user_id=str(state.identity.user_id), timestamp=now_iso())),
+            room=conversation_room(conversation_id),
+            skip_sid=sid,
+        )
+        fields: dict[str, Any] = {
+            "conversation_id": str(conversation_id),
+            "title": record.title,
+            "message_count": record.message_count,
+            "merkle_root": record.merkle_root.hex() if record.merkle_root else None,
+            "joined_at": now_iso(),
+        }
+        if generating is not None:
+            fields["generating"] = generating
+        await self.emit(str(ServerEvent.STATE), _wire(StatePayload(**fields)), to=sid)
+        if request.last_seq is not None:
+            for message in await self._chat.replay(state.identity, conversation_id, request.last_seq):
+                added = MessageAdded(
+                    sequence=message.sequence,
+                    role=message.role,
+                    content=message.content if message.content is not None else "",
+                    timestamp=message.timestamp,
+                    **({"client_msg_id": message.client_msg_id} if message.client_msg_id else {}),
+                )
+                await self.emit(str(ServerEvent.MESSAGE_ADDED), _wire(added), to=sid)
+        return JoinAck(success=True, **fields)
+
+    async def _leave(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        state = await self._state(sid)
+        request = decode.decode_join(args[0] if args else None)
+        conversation_id = request.conversation_id
+        await self._leave_rooms(sid, conversation_id)
+        if state.conversation_id == conversation_id:
+            state.conversation_id = None
+            await self.emit(
+                str(ServerEvent.USER_LEFT),
+                _wire(UserLeft(user_id=str(state.identity.user_id), timestamp=now_iso())),
+                room=conversation_room(conversation_id),
+                skip_sid=sid,
+            )
+        return OkAck(success=True)
+
+    # ── messages ────────────────────────────────────────────────────────────
+
+    async def _joined(self, sid: str) -> tuple[SocketState, uuid.UUID]:
+        state = await self._state(sid)
+        if state.conversation_id is None:
+            raise _NoConversation()
+        return state, state.conversation_id
+
+    async def _send(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        state, conversation_id = await self._joined(sid)
+        request = decode.decode_send(args[0] if args else None)
+        start = await self._chat.begin_send(
+            state.identity,
+            conversation_id,
+            request.content,
+            client_msg_id=request.client_msg_id,
+            origin_sid=sid,
+        )
+        if start.generation is None or start.generation.task is None:
+            return SendAck(
+                success=True, message_count=start.message_count, sequence=start.sequence,
+                duplicate=True,
+            )
+        outcome = await asyncio.shield(start.generation.task)
+        if outcome.error_code is not None:
+            raise errors.GenerationFailed(outcome.error_code, outcome.error_message or "AI error")
+        if outcome.discarded:
+            raise errors.Cancelled()
+        extra: dict[str, Any] = {"stopped": True} if outcome.stopped else {}
+        if start.duplicate:
+            extra["duplicate"] = True
+        return SendAck(
+            success=True, message_count=outcome.message_count, sequence=outcome.sequence, **extra
+        )
+
+    async def _edit(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        state, conversation_id = await self._joined(sid)
+        request = decode.decode_edit(args[0] if args else None)
+        result = await self._chat.edit(
+            state.identity, conversation_id, request.sequence, request.new_content
+        )
+        return EditAck(
+            success=True,
+            deleted_count=result.deleted_count,
+            new_message_count=result.new_message_count,
+        )
+
+    async def _stop(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        state, conversation_id = await self._joined(sid)
+        request = decode.decode_stop(args[0] if args else None)
+        if request.conversation_id is not None and request.conversation_id != conversation_id:
+            raise errors.NotFound()
+        stopped = await self._chat.stop(state.identity, conversation_id)
+        return StopAck(success=True, stopped=stopped)
+
+    async def _ping(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
+        pong = Pong(timestamp=int(time.time() * 1000))
+        await self.emit(str(ServerEvent.PONG), _wire(pong), to=sid)
+        return pong
+
+
+class _NoConversation(errors.ServiceError):
+    code = ErrorCode.NO_CONVERSATION
+    status = 409
+    default_message = _NO_CONVERSATION
+
+
+_KEEP_CODE = {
+    ErrorCode.NOT_FOUND,
+    ErrorCode.NO_CONVERSATION,
+    ErrorCode.INVALID_PAYLOAD,
+    ErrorCode.UNKNOWN_EVENT,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.BUSY,
+    ErrorCode.UNAUTHORIZED,
+    ErrorCode.CANCELLED,
+    ErrorCode.LIMIT_EXCEEDED,
+    ErrorCode.EDIT_FAILED,
+    ErrorCode.AI_RATE_LIMITED,
+    ErrorCode.AI_UNAVAILABLE,
+    ErrorCode.AI_TIMEOUT,
+    ErrorCode.AI_ERROR,
+}
+
+
+def _socket_code(error: errors.ServiceError, failure_code: str) -> str:
+    """The code a socket client sees: specific codes pass, the rest become the event's failure code."""
+    return error.code if error.code in _KEEP_CODE else failure_code

@@ -1,0 +1,198 @@
+"""Conversations: the head row (count, last chain link, wrapped key) per chat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from storage.connection import Connection
+from storage.exceptions import NotFound, convert_errors
+from storage.records import ConversationRecord
+
+__all__ = [
+    "count_conversations",
+    "create_conversation",
+    "get_conversation",
+    "hard_delete_conversation",
+    "list_conversations",
+    "list_deleted_before",
+    "rename_conversation",
+    "set_head",
+    "set_wrapped_key",
+    "soft_delete_conversation",
+]
+
+_SELECT_LIVE = (
+    "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
+    " created_at, updated_at, deleted_at"
+    " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
+)
+_SELECT_LIVE_FOR_UPDATE = (
+    "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
+    " created_at, updated_at, deleted_at"
+    " FROM conversations WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+)
+
+
+@convert_errors()
+async def create_conversation(
+    con: Connection,
+    *,
+    conversation_id: UUID,
+    user_id: UUID,
+    title: str | None,
+    model: str,
+    wrapped_key: bytes,
+    key_version: int = 1,
+) -> ConversationRecord:
+    """Create an empty conversation owned by ``user_id`` (the transaction's identity)."""
+    row = await con.fetchrow(
+        "INSERT INTO conversations (id, user_id, title, model, wrapped_key, key_version)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, user_id, title, model,"
+        " message_count, merkle_root, wrapped_key, key_version, created_at, updated_at,"
+        " deleted_at",
+        conversation_id,
+        user_id,
+        title,
+        model,
+        wrapped_key,
+        key_version,
+    )
+    assert row is not None  # INSERT ... RETURNING yields the row or raises
+    return ConversationRecord(**row)
+
+
+@convert_errors()
+async def list_conversations(
+    con: Connection, *, limit: int, offset: int
+) -> list[ConversationRecord]:
+    """The identity's live conversations, most recently updated first."""
+    rows = await con.fetch(
+        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
+        " key_version, created_at, updated_at, deleted_at FROM conversations WHERE"
+        " deleted_at IS NULL"
+        " ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
+        limit,
+        offset,
+    )
+    return [ConversationRecord(**row) for row in rows]
+
+
+@convert_errors()
+async def count_conversations(con: Connection) -> int:
+    """How many live conversations the identity has."""
+    return int(await con.fetchval("SELECT count(*) FROM conversations WHERE deleted_at IS NULL"))
+
+
+@convert_errors()
+async def get_conversation(
+    con: Connection, conversation_id: UUID, *, for_update: bool = False
+) -> ConversationRecord | None:
+    """A live conversation, or None.
+
+    ``for_update=True`` locks the row until the transaction ends: every
+    writer that appends to or edits a conversation takes this lock first,
+    which is what serialises them.
+    """
+    row = await con.fetchrow(
+        _SELECT_LIVE_FOR_UPDATE if for_update else _SELECT_LIVE, conversation_id
+    )
+    return None if row is None else ConversationRecord(**row)
+
+
+@convert_errors()
+async def rename_conversation(
+    con: Connection, conversation_id: UUID, title: str | None
+) -> ConversationRecord | None:
+    """Set a live conversation's title; None if there is no such conversation."""
+    row = await con.fetchrow(
+        "UPDATE conversations SET title = $2, updated_at = now()"
+        " WHERE id = $1 AND deleted_at IS NULL RETURNING id, user_id, title, model,"
+        " message_count, merkle_root, wrapped_key, key_version, created_at, updated_at,"
+        " deleted_at",
+        conversation_id,
+        title,
+    )
+    return None if row is None else ConversationRecord(**row)
+
+
+@convert_errors()
+async def set_head(
+    con: Connection, conversation_id: UUID, *, message_count: int, merkle_root: bytes | None
+) -> None:
+    """Record the new message count and last chain link; bumps ``updated_at``.
+
+    Raises :class:`NotFound` if the conversation is missing or deleted.
+    """
+    status = await con.execute(
+        "UPDATE conversations SET message_count = $2, merkle_root = $3, updated_at = now()"
+        " WHERE id = $1 AND deleted_at IS NULL",
+        conversation_id,
+        message_count,
+        merkle_root,
+    )
+    if status == "UPDATE 0":
+        raise NotFound("conversation {conversation_id}")
+
+
+@convert_errors()
+async def soft_delete_conversation(con: Connection, conversation_id: UUID) -> datetime | None:
+    """Mark a live conversation deleted and drop its title; return when.
+
+    None if it is missing or already deleted. Messages stay until
+    :func:`hard_delete_conversation`.
+    """
+    deleted_at: datetime | None = await con.fetchval(
+        "UPDATE conversations SET deleted_at = now(), title = NULL"
+        " WHERE id = $1 AND deleted_at IS NULL RETURNING deleted_at",
+        conversation_id,
+    )
+    return deleted_at
+
+
+@convert_errors()
+async def hard_delete_conversation(con: Connection, conversation_id: UUID) -> bool:
+    """Destroy a conversation, live or soft-deleted, and its messages.
+
+    The wrapped key is first overwritten with zeros in a statement of its
+    own, so the row version that is deleted carries no key material.
+    (Earlier row versions remain on disk until VACUUM reclaims them.)
+    False if the conversation does not exist.
+    """
+    await con.execute(
+        "UPDATE conversations"
+        " SET wrapped_key = decode(repeat('00', octet_length(wrapped_key)), 'hex')"
+        " WHERE id = $1",
+        conversation_id,
+    )
+    status = await con.execute("DELETE FROM conversations WHERE id = $1", conversation_id)
+    return status != "DELETE 0"
+
+
+@convert_errors()
+async def set_wrapped_key(
+    con: Connection, conversation_id: UUID, wrapped_key: bytes, key_version: int
+) -> None:
+    """Replace a conversation's wrapped key (key rotation).
+
+    Raises :class:`NotFound` if the conversation does not exist.
+    """
+    status = await con.execute(
+        "UPDATE conversations SET wrapped_key = $2, key_version = $3 WHERE id = $1",
+        conversation_id,
+        wrapped_key,
+        key_version,
+    )
+    if status == "UPDATE 0":
+        raise NotFound("conversation {conversation_id}")
+
+
+@convert_errors()
+async def list_deleted_before(con: Connection, cutoff: datetime) -> list[UUID]:
+    """Ids of the identity's conversations soft-deleted before ``cutoff``."""
+    rows = await con.fetch(
+        "SELECT id FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at < $1"
+        " ORDER BY deleted_at, id",
+        cutoff,
+    )
+    return [row["id"] for row in rows]

@@ -1,0 +1,99 @@
+"""Immutable rows as the rest of the application sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+__all__ = [
+    "AuditRecord",
+    "ConversationRecord",
+    "GenerationRecord",
+    "MessageRecord",
+    "SessionRecord",
+    "UserRecord",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account: login hash, and the data key wrapped under the password KEK."""
+
+    id: UUID
+    email: str
+    password_hash: str
+    kek_salt: bytes
+    wrapped_data_key: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A login session; holds the user's data key wrapped under a server key."""
+
+    id: UUID
+    user_id: UUID
+    wrapped_data_key: bytes
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """A conversation's head: message count, last chain link, wrapped key."""
+
+    id: UUID
+    user_id: UUID
+    title: str | None
+    model: str
+    message_count: int
+    merkle_root: bytes | None
+    wrapped_key: bytes
+    key_version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message: its encrypted token and its link in the integrity chain."""
+
+    conversation_id: UUID
+    seq: int
+    role: int
+    token: bytes
+    link: bytes
+    created_at: datetime
+    client_msg_id: str | None
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRecord:
+    """The lease on a conversation's one running generation."""
+
+    conversation_id: UUID
+    user_id: UUID
+    owner: UUID
+    sequence: int
+    started_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit entry; ``details`` never holds message content."""
+
+    id: int
+    user_id: UUID | None
+    conversation_id: UUID | None
+    action: str
+    details: dict[str, object]
+    ip: str | None
+    created_at: datetime

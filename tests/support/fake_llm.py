@@ -73,11 +73,13 @@ class FakeBehaviour:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the fake server received."""
+    """One request the fake server received (header names in lower case)."""
 
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    api_key: str | None
+    """The key the client sent, however this API carries it."""
 
 
 class _Cut(Exception):
@@ -146,7 +148,8 @@ class _FakeServer:
             self._runner = None
 
     def _api_key(self, request: web.Request) -> str | None:
-        raise NotImplementedError
+        auth = request.headers.get("Authorization", "")
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
 
     def _error_body(self, status: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -158,11 +161,11 @@ class _FakeServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        api_key = self._api_key(request)
+        self.requests.append(RecordedRequest(request.path, headers, body, api_key))
         behaviour = self.behaviour
-        if behaviour.require_api_key is not None and (
-            self._api_key(request) != behaviour.require_api_key
-        ):
+        if behaviour.require_api_key is not None and api_key != behaviour.require_api_key:
             return web.json_response(self._error_body(401), status=401)
         if len(self.requests) <= behaviour.fail_first:
             headers = {"x-request-id": "req_fake"}
@@ -211,10 +214,6 @@ class FakeOpenAIServer(_FakeServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}/v1"
-
-    def _api_key(self, request: web.Request) -> str | None:
-        auth = request.headers.get("Authorization", "")
-        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
 
     def _error_body(self, status: int) -> dict[str, Any]:
         kinds = {
@@ -285,7 +284,8 @@ class FakeAnthropicServer(_FakeServer):
     path = "/v1/messages"
 
     def _api_key(self, request: web.Request) -> str | None:
-        return request.headers.get("x-api-key")
+        # The API takes `x-api-key`; newer SDKs send the key as a bearer token instead.
+        return request.headers.get("x-api-key") or super()._api_key(request)
 
     def _error_body(self, status: int) -> dict[str, Any]:
         kinds = {

@@ -1,0 +1,97 @@
+"""A real server on a real port, in the test's event loop, against a temporary database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from server.app import create_app
+from server.config import Settings, load_settings
+
+__all__ = ["LiveServer", "live_server", "test_settings"]
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def test_settings(app_dsn: str, **env: str) -> Settings:
+    """Settings as the environment would give them, for a test server."""
+    base = {
+        "SECRET_KEY": TEST_SECRET,
+        "APP_DATABASE_URL": app_dsn,
+        "SCRIPTED_TOKENS": "12",
+        "SCRIPTED_DELAY_MS": "2",
+        "LOG_LEVEL": "WARNING",
+        "CORS_ORIGINS": "http://localhost:3000",
+        "REDIS_CHANNEL": f"scca-test-{uuid.uuid4().hex[:8]}",
+    }
+    base.update(env)
+    return load_settings(base)
+
+
+@dataclass
+class LiveServer:
+    app: web.Application
+    base_url: str
+    http: aiohttp.ClientSession
+    settings: Settings
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """One REST call; returns (status, decoded JSON body or text)."""
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        async with self.http.request(
+            method, self.base_url + path, json=json, data=data, headers=all_headers
+        ) as response:
+            text = await response.text()
+            try:
+                import json as _json
+
+                body: Any = _json.loads(text) if text else None
+            except ValueError:
+                body = text
+            return response.status, body
+
+    async def register(self, email: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
+        """A new user; returns `{user, token, expiresAt}`."""
+        email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+        status, body = await self.call(
+            "POST", "/api/auth/register", json={"email": email, "password": password}
+        )
+        assert status == 201, body
+        return dict(body)
+
+    async def create_conversation(self, token: str, **fields: Any) -> str:
+        status, body = await self.call("POST", "/api/conversations", token=token, json=fields)
+        assert status == 201, body
+        return str(body["id"])
+
+
+@asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    async with aiohttp.ClientSession() as http:
+        try:
+            yield LiveServer(app=app, base_url=f"http://{host}:{port}", http=http, settings=settings)
+        finally:
+            await runner.cleanup()

@@ -38,7 +38,9 @@ def _friendly(error: msgspec.ValidationError | msgspec.DecodeError) -> str:
     """Turn msgspec's `Expected `int` >= 1, got `0` - at `$.sequence`` into
     `sequence: expected int >= 1, got 0`."""
     text = str(error)
-    missing = re.match(r"^Object missing required field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$", text)
+    missing = re.match(
+        r"^Object missing required field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$", text
+    )
     if missing is not None:
         prefix = (missing.group("path") or "").lstrip(".")
         field = f"{prefix}.{missing.group('field')}" if prefix else missing.group("field")

@@ -1,7 +1,7 @@
 """Errors of the protocol layer.
 
-    ProtocolError            a payload that does not match its contract
-      carries `code` (always INVALID_PAYLOAD) and a `message` naming the field
+ProtocolError            a payload that does not match its contract
+  carries `code` (always INVALID_PAYLOAD) and a `message` naming the field
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class ServerEvent(enum.StrEnum):
     USER_JOINED = "user-joined"
     USER_LEFT = "user-left"
     TYPING_START = "typing-start"
-    AI_TOKEN = "ai-token"
+    AI_TOKEN = "ai-token"  # noqa: S105 - an event name, not a secret
     AI_COMPLETE = "ai-complete"
     AI_ERROR = "ai-error"
     MESSAGE_ADDED = "message-added"

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-class _Payload(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+class _Payload(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     """Base of every payload: camelCase on the wire, unset extensions omitted.
 
     `success` fields never have a default: `omit_defaults` would drop them.

@@ -118,7 +118,11 @@ class Accounts:
         if not ok:
             async with storage.user_tx(self._pool, user.id) as con:
                 await storage.append_audit(
-                    con, user_id=user.id, action="login_failed", details={"reason": "password"}, ip=ip
+                    con,
+                    user_id=user.id,
+                    action="login_failed",
+                    details={"reason": "password"},
+                    ip=ip,
                 )
             raise errors.Unauthorized(_BAD_CREDENTIALS)
         kek = await asyncio.to_thread(crypto.derive_kek, password, user.kek_salt)
@@ -190,7 +194,9 @@ class Accounts:
             await storage.revoke_session(con, identity.session_id)
             await storage.append_audit(con, user_id=identity.user_id, action="logout", ip=ip)
 
-    async def me(self, identity: Identity) -> tuple[storage.UserRecord, list[storage.SessionRecord]]:
+    async def me(
+        self, identity: Identity
+    ) -> tuple[storage.UserRecord, list[storage.SessionRecord]]:
         """The caller's account and active sessions."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await storage.get_user(con, identity.user_id)
@@ -225,8 +231,11 @@ class Accounts:
             )
             revoked = await storage.revoke_other_sessions(con, user.id, identity.session_id)
             await storage.append_audit(
-                con, user_id=user.id, action="password_change",
-                details={"revokedSessions": len(revoked)}, ip=ip,
+                con,
+                user_id=user.id,
+                action="password_change",
+                details={"revokedSessions": len(revoked)},
+                ip=ip,
             )
         return revoked
 

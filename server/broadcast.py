@@ -60,7 +60,9 @@ class SocketIOBroadcaster:
 
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
         event = str(ServerEvent.AI_TOKEN)
-        await self._sio.emit(event, _wire(full), room=token_room(conversation_id, with_partial=True))
+        await self._sio.emit(
+            event, _wire(full), room=token_room(conversation_id, with_partial=True)
+        )
         await self._sio.emit(
             event, _wire(delta), room=token_room(conversation_id, with_partial=False)
         )

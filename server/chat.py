@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from msgspec import UNSET
 
 import crypto
 import storage
@@ -147,7 +148,9 @@ class ChatService:
         try:
             self._registry.provider_for(model)
         except Exception as exc:  # the registry's own typed error: an unroutable model
-            raise errors.InvalidInput(f"model: {getattr(exc, 'message', 'unknown model')}") from None
+            raise errors.InvalidInput(
+                f"model: {getattr(exc, 'message', 'unknown model')}"
+            ) from None
         conversation_id = uuid.uuid4()
         wrapped = new_wrapped_conversation_key(identity, conversation_id)
         async with storage.user_tx(self._pool, identity.user_id) as con:
@@ -252,7 +255,9 @@ class ChatService:
             rows = await storage.list_messages(
                 con, conversation_id, from_seq=after_seq + 1, limit=REPLAY_LIMIT
             )
-        keys = open_conversation_keys(identity, conversation_id, record.wrapped_key, record.key_version)
+        keys = open_conversation_keys(
+            identity, conversation_id, record.wrapped_key, record.key_version
+        )
         return [self._decode(keys, row) for row in rows]
 
     async def viewport(
@@ -276,7 +281,9 @@ class ChatService:
             to = min(to_seq if to_seq is not None else count, count)
             start = from_seq if from_seq is not None else max(1, to - 49)
             all_rows = await storage.list_messages(con, conversation_id)
-        keys = open_conversation_keys(identity, conversation_id, record.wrapped_key, record.key_version)
+        keys = open_conversation_keys(
+            identity, conversation_id, record.wrapped_key, record.key_version
+        )
         bad = crypto.verify_chain(
             keys.integrity, [r.token for r in all_rows], [r.link for r in all_rows]
         )
@@ -357,9 +364,7 @@ class ChatService:
                 link=link,
                 client_msg_id=client_msg_id,
             )
-            await storage.set_head(
-                con, conversation_id, message_count=user_seq, merkle_root=link
-            )
+            await storage.set_head(con, conversation_id, message_count=user_seq, merkle_root=link)
         generation = RunningGeneration(
             conversation_id=conversation_id,
             user_id=identity.user_id,
@@ -367,8 +372,13 @@ class ChatService:
             sequence=user_seq + 1,
         )
         await self._announce_user_message(
-            identity, conversation_id, user_seq, content, iso(inserted.created_at),
-            client_msg_id, origin_sid,
+            identity,
+            conversation_id,
+            user_seq,
+            content,
+            iso(inserted.created_at),
+            client_msg_id,
+            origin_sid,
         )
         self._replies.start(generation, identity, record.model)
         return SendStart(
@@ -405,7 +415,7 @@ class ChatService:
             role="user",
             content=content,
             timestamp=timestamp,
-            **({"client_msg_id": client_msg_id} if client_msg_id else {}),
+            client_msg_id=client_msg_id or UNSET,
         )
         await self._broadcast.to_conversation(
             conversation_id, ServerEvent.MESSAGE_ADDED, added, skip_sid=origin_sid
@@ -497,9 +507,7 @@ class ChatService:
         await self._broadcast.to_conversation(
             conversation_id,
             ServerEvent.NEEDS_REGENERATION,
-            NeedsRegeneration(
-                from_sequence=sequence + 1, reason="edit", edited_sequence=sequence
-            ),
+            NeedsRegeneration(from_sequence=sequence + 1, reason="edit", edited_sequence=sequence),
         )
         regenerating = None
         if role is crypto.Role.USER:

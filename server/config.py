@@ -20,7 +20,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 _LOG = logging.getLogger(__name__)
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _MIN_SECRET_BYTES = 32
-_SECRET_FILE = "secret_key"
+_SECRET_FILE = "secret_key"  # noqa: S105 - a file name
 
 
 class ConfigError(Exception):
@@ -135,9 +135,7 @@ def _stored_secret(data_dir: Path) -> bytes:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(secret)
-    _LOG.warning(
-        "SECRET_KEY not set: generated one and stored it in %s (development only)", path
-    )
+    _LOG.warning("SECRET_KEY not set: generated one and stored it in %s (development only)", path)
     return secret
 
 
@@ -151,7 +149,9 @@ def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
         )
     for origin in origins:
         if not origin.startswith(("http://", "https://")):
-            raise ConfigError(f"CORS_ORIGINS entries must start with http:// or https://, got {origin!r}")
+            raise ConfigError(
+                f"CORS_ORIGINS entries must start with http:// or https://, got {origin!r}"
+            )
     return origins
 
 
@@ -170,7 +170,8 @@ def _overrides(env: Mapping[str, str]) -> dict[str, str]:
         prefix, sep, provider = item.partition(":")
         if not sep or provider not in ("openai", "anthropic", "scripted") or not prefix:
             raise ConfigError(
-                f"MODEL_PROVIDERS entries must look like prefix:openai|anthropic|scripted, got {item!r}"
+                "MODEL_PROVIDERS entries must look like prefix:openai|anthropic|scripted, "
+                f"got {item!r}"
             )
         result[prefix] = provider
     return result
@@ -201,8 +202,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         request_timeout_s=_float(env, "AI_TIMEOUT_S", 60.0, low=1.0, high=3600.0),
         provider_overrides=_overrides(env),
     )
-    if production and ai.openai_api_key is None and ai.openai_base_url is None and (
-        ai.anthropic_api_key is None
+    if (
+        production
+        and ai.openai_api_key is None
+        and ai.openai_base_url is None
+        and (ai.anthropic_api_key is None)
     ):
         _LOG.warning("APP_ENV=production with no AI provider configured: replies are scripted")
     return Settings(

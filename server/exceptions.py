@@ -25,8 +25,8 @@ from protocol.names import ErrorCode
 __all__ = [
     "Busy",
     "Cancelled",
-    "EditRejected",
     "Conflict",
+    "EditRejected",
     "GenerationFailed",
     "InvalidInput",
     "LimitExceeded",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from protocol import decode
 from protocol.exceptions import ProtocolError
@@ -36,11 +38,17 @@ def json_response(payload: msgspec.Struct, *, status: int = 200) -> web.Response
     )
 
 
-def _error_response(status: int, message: str, code: str | None = None, **extra: Any) -> web.Response:
-    body = ErrorBody(error=message, **({"code": code} if code else {}), **extra)
+def _error_response(
+    status: int, message: str, code: str | None = None, retry_after: float | None = None
+) -> web.Response:
+    body = ErrorBody(
+        error=message,
+        code=code if code else UNSET,
+        retry_after=retry_after if retry_after is not None else UNSET,
+    )
     response = json_response(body, status=status)
-    if "retry_after" in extra:
-        response.headers["Retry-After"] = str(max(1, int(extra["retry_after"] + 0.999)))
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
 
 
@@ -58,7 +66,9 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
         raise errors.InvalidInput(exc.message) from None
 
 
-def query_int(request: web.Request, name: str, default: int | None, *, low: int, high: int) -> int | None:
+def query_int(
+    request: web.Request, name: str, default: int | None, *, low: int, high: int
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -99,9 +109,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(exc.status, exc.reason)
     except Exception as exc:
         error = to_service_error(exc)
-        extra = {"retry_after": error.retry_after} if isinstance(error, errors.RateLimited) else {}
+        retry = error.retry_after if isinstance(error, errors.RateLimited) else None
         if error.status == 401:
             response = _error_response(401, error.message, error.code)
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        return _error_response(error.status, error.message, error.code, **extra)
+        return _error_response(error.status, error.message, error.code, retry)

@@ -49,7 +49,9 @@ def main() -> int:
         app = create_app(settings)
         _LOG.info(
             "listening on http://%s:%d (socket path %s)",
-            settings.host, settings.port, settings.socket_path,
+            settings.host,
+            settings.port,
+            settings.socket_path,
         )
         web.run_app(
             app,

@@ -75,7 +75,11 @@ class LoginLimiter:
         self._window = window_s
 
     async def check(self, email: str, ip: str | None) -> None:
-        waits = [await self._counter.hit(f"login:acct:{email.strip().lower()}", self._per_account, self._window)]
+        waits = [
+            await self._counter.hit(
+                f"login:acct:{email.strip().lower()}", self._per_account, self._window
+            )
+        ]
         if ip:
             waits.append(await self._counter.hit(f"login:ip:{ip}", self._per_ip, self._window))
         worst = max((w for w in waits if w is not None), default=None)

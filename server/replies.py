@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 import asyncpg
+from msgspec import UNSET
 
 import crypto
 import storage
@@ -229,7 +230,7 @@ class ReplyRunner:
                 content=content,
                 message_count=generation.sequence,
                 timestamp=now_iso(),
-                **({"stopped": True} if stopped else {}),
+                stopped=True if stopped else UNSET,
             ),
         )
         return GenerationOutcome(
@@ -258,7 +259,10 @@ class ReplyRunner:
             ),
         )
         return GenerationOutcome(
-            sequence=generation.sequence, content="", message_count=count, stored=False,
+            sequence=generation.sequence,
+            content="",
+            message_count=count,
+            stored=False,
             stopped=True,
         )
 
@@ -268,8 +272,9 @@ class ReplyRunner:
                 await storage.release_generation(con, generation.conversation_id, generation.owner)
         except storage.StorageError:
             # The lock expires by itself; nothing else depends on this release.
-            _LOG.warning("could not release generation lock conversation=%s",
-                         generation.conversation_id)
+            _LOG.warning(
+                "could not release generation lock conversation=%s", generation.conversation_id
+            )
 
     async def _fail(
         self, generation: RunningGeneration, identity: Identity, code: str, message: str
@@ -280,7 +285,9 @@ class ReplyRunner:
             return self._discarded(generation)
         _LOG.warning(
             "generation error conversation=%s sequence=%d code=%s",
-            generation.conversation_id, generation.sequence, code,
+            generation.conversation_id,
+            generation.sequence,
+            code,
         )
         try:
             await self._broadcast.to_conversation(

@@ -31,7 +31,9 @@ class SessionRevoker:
         self._accounts = accounts
 
     async def disconnect_sessions(self, session_ids: Iterable[uuid.UUID]) -> int:
-        sids = [sid for session_id in session_ids for sid in self._connected.sids_of_session(session_id)]
+        sids = [
+            sid for session_id in session_ids for sid in self._connected.sids_of_session(session_id)
+        ]
         for sid in sids:
             await self._sio.disconnect(sid)
         return len(sids)

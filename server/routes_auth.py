@@ -32,7 +32,9 @@ def _auth_body(result: LoginResult) -> AuthResponse:
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
     result = await request.app[ACCOUNTS].register(
-        body.email, body.password, ip=client_ip(request),
+        body.email,
+        body.password,
+        ip=client_ip(request),
         user_agent=request.headers.get("User-Agent"),
     )
     return json_response(_auth_body(result), status=201)
@@ -44,7 +46,9 @@ async def login(request: web.Request) -> web.Response:
     if limiter is not None:
         await limiter.check(body.email, client_ip(request))
     result = await request.app[ACCOUNTS].login(
-        body.email, body.password, ip=client_ip(request),
+        body.email,
+        body.password,
+        ip=client_ip(request),
         user_agent=request.headers.get("User-Agent"),
     )
     return json_response(_auth_body(result))

@@ -12,6 +12,7 @@ import uuid
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from protocol.rest import (
     ConversationDetail,
@@ -35,13 +36,13 @@ from protocol.rest import (
 )
 from protocol.rest import Viewport as ViewportOut
 from server import exceptions as errors
-from storage import ConversationRecord
 from server.appkeys import CHAT
 from server.chat import TRUNCATION_WARNING, ChatService, DecodedMessage, SendStart
 from server.generation import GenerationOutcome
 from server.http import authenticate, json_response, query_int, read_json
 from server.identity import Identity
 from server.timefmt import iso
+from storage import ConversationRecord
 
 __all__ = ["conversation_routes"]
 
@@ -72,7 +73,6 @@ def _message_out(message: DecodedMessage) -> MessageOut:
         return MessageOut(
             sequence=message.sequence, is_decrypted=False, error=message.error or "unreadable"
         )
-    extra = {"stopped": True} if message.stopped else {}
     return MessageOut(
         sequence=message.sequence,
         is_decrypted=True,
@@ -80,7 +80,7 @@ def _message_out(message: DecodedMessage) -> MessageOut:
         content=message.content,
         timestamp=message.timestamp,
         content_hash=message.content_hash or "",
-        **extra,
+        stopped=True if message.stopped else UNSET,
     )
 
 
@@ -218,13 +218,12 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     if not body.stream:
         outcome = await _finished_reply(chat, identity, conversation_id, start)
         _raise_for(outcome)
-        extra = {"stopped": True} if outcome.stopped else {}
         return json_response(
             SendResponse(
                 response=outcome.content,
                 message_count=outcome.message_count,
                 sequence=outcome.sequence,
-                **extra,
+                stopped=True if outcome.stopped else UNSET,
             )
         )
     return await _stream(request, chat, identity, conversation_id, start)
@@ -264,10 +263,13 @@ async def _stream(
             message = outcome.error_message or errors.Cancelled.default_message
             await writer.send("error", SseError(message=message, code=code))
         else:
-            extra = {"stopped": True} if outcome.stopped else {}
             await writer.send(
                 "complete",
-                SseComplete(message_count=outcome.message_count, response=outcome.content, **extra),
+                SseComplete(
+                    message_count=outcome.message_count,
+                    response=outcome.content,
+                    stopped=True if outcome.stopped else UNSET,
+                ),
             )
     except errors.ServiceError as exc:
         await writer.send("error", SseError(message=exc.message, code=exc.code))

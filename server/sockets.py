@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 import socketio
+from msgspec import UNSET
 
 from protocol import decode
 from protocol.names import (
@@ -145,8 +146,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             )
         except Exception:
             _LOG.warning("could not deliver error event sid=%s", sid)
-        extra = {"retry_after": error.retry_after} if isinstance(error, errors.RateLimited) else {}
-        return _wire(ErrorAck(success=False, code=code, error=error.message, **extra))
+        retry = error.retry_after if isinstance(error, errors.RateLimited) else UNSET
+        return _wire(ErrorAck(success=False, code=code, error=error.message, retry_after=retry))
 
     async def _state(self, sid: str) -> SocketState:
         session = await self.get_session(sid)
@@ -238,13 +239,15 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             fields["generating"] = generating
         await self.emit(str(ServerEvent.STATE), _wire(StatePayload(**fields)), to=sid)
         if request.last_seq is not None:
-            for message in await self._chat.replay(state.identity, conversation_id, request.last_seq):
+            for message in await self._chat.replay(
+                state.identity, conversation_id, request.last_seq
+            ):
                 added = MessageAdded(
                     sequence=message.sequence,
                     role=message.role,
                     content=message.content if message.content is not None else "",
                     timestamp=message.timestamp,
-                    **({"client_msg_id": message.client_msg_id} if message.client_msg_id else {}),
+                    client_msg_id=message.client_msg_id or UNSET,
                 )
                 await self.emit(str(ServerEvent.MESSAGE_ADDED), _wire(added), to=sid)
         return JoinAck(success=True, **fields)
@@ -284,7 +287,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         if start.generation is None or start.generation.task is None:
             return SendAck(
-                success=True, message_count=start.message_count, sequence=start.sequence,
+                success=True,
+                message_count=start.message_count,
+                sequence=start.sequence,
                 duplicate=True,
             )
         outcome = await asyncio.shield(start.generation.task)
@@ -292,11 +297,12 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise errors.GenerationFailed(outcome.error_code, outcome.error_message or "AI error")
         if outcome.discarded:
             raise errors.Cancelled()
-        extra: dict[str, Any] = {"stopped": True} if outcome.stopped else {}
-        if start.duplicate:
-            extra["duplicate"] = True
         return SendAck(
-            success=True, message_count=outcome.message_count, sequence=outcome.sequence, **extra
+            success=True,
+            message_count=outcome.message_count,
+            sequence=outcome.sequence,
+            stopped=True if outcome.stopped else UNSET,
+            duplicate=True if start.duplicate else UNSET,
         )
 
     async def _edit(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
@@ -350,5 +356,5 @@ _KEEP_CODE = {
 
 
 def _socket_code(error: errors.ServiceError, failure_code: str) -> str:
-    """The code a socket client sees: specific codes pass, the rest become the event's failure code."""
+    """The code a socket client sees: precise codes pass, others become the event's code."""
     return error.code if error.code in _KEEP_CODE else failure_code

@@ -67,7 +67,9 @@ class LiveServer:
                 body = text
             return response.status, body
 
-    async def register(self, email: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
+    async def register(
+        self, email: str | None = None, password: str = "correct horse battery"
+    ) -> dict[str, Any]:
         """A new user; returns `{user, token, expiresAt}`."""
         email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
         status, body = await self.call(
@@ -92,6 +94,8 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     host, port = runner.addresses[0][:2]
     async with aiohttp.ClientSession() as http:
         try:
-            yield LiveServer(app=app, base_url=f"http://{host}:{port}", http=http, settings=settings)
+            yield LiveServer(
+                app=app, base_url=f"http://{host}:{port}", http=http, settings=settings
+            )
         finally:
             await runner.cleanup()

@@ -48,8 +48,14 @@ class NodeClient:
     async def emit(self, event: str, *args: Any, timeout: float = 30.0) -> list[Any]:
         """Emit with an ack callback; returns the ack's arguments (raises on ack timeout)."""
         return await self.hub.request(
-            {"op": "emit", "id": self.id, "event": event, "args": list(args), "ack": True,
-             "timeoutMs": int(timeout * 1000)},
+            {
+                "op": "emit",
+                "id": self.id,
+                "event": event,
+                "args": list(args),
+                "ack": True,
+                "timeoutMs": int(timeout * 1000),
+            },
             timeout + 5,
         )
 
@@ -105,8 +111,10 @@ class NodeClients:
                 "(scripts/test.sh does this)"
             )
         self._proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "driver.mjs"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            node,
+            str(NODE_DIR / "driver.mjs"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             limit=64 * 1024 * 1024,
         )
         self._reader = asyncio.create_task(self._read())

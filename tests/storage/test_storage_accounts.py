@@ -100,8 +100,7 @@ async def test_deleting_a_user_erases_everything_it_owns(
     for table in ("users", "sessions", "conversations", "messages", "audit_log"):
         column = "id" if table == "users" else "user_id"
         assert (
-            await admin.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user.id)
-            == 0
+            await admin.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user.id) == 0
         ), table
 
 

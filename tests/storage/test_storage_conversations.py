@@ -82,8 +82,12 @@ async def test_soft_delete_hides_and_hard_delete_destroys(
         assert await hard_delete_conversation(con, conversation.id) is True
         assert await hard_delete_conversation(con, conversation.id) is False
         assert await list_messages(con, conversation.id) == []
-    assert await admin.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1",
-                                conversation.id) == 0
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM messages WHERE conversation_id = $1", conversation.id
+        )
+        == 0
+    )
 
 
 async def test_hard_delete_zeroes_the_key_before_deleting(

@@ -49,9 +49,8 @@ def _foreign_errors() -> list[tuple[BaseException, type[StorageError]]]:
 async def test_each_foreign_error_becomes_its_storage_error(
     raised: BaseException, expected: type[StorageError]
 ) -> None:
-    with pytest.raises(StorageError) as by_block:
-        with convert_errors():
-            raise raised
+    with pytest.raises(StorageError) as by_block, convert_errors():
+        raise raised
     assert type(by_block.value) is expected
     assert by_block.value.__cause__ is raised
 
@@ -65,17 +64,15 @@ async def test_each_foreign_error_becomes_its_storage_error(
 
 
 async def test_unrelated_errors_pass_through() -> None:
-    with pytest.raises(KeyError):
-        with convert_errors():
-            raise KeyError("not ours to convert")
+    with pytest.raises(KeyError), convert_errors():
+        raise KeyError("not ours to convert")
 
 
 async def test_conflict_carries_the_constraint_name() -> None:
     error = asyncpg.UniqueViolationError("duplicate key")
     error.constraint_name = "users_email_key"
-    with pytest.raises(Conflict) as caught:
-        with convert_errors():
-            raise error
+    with pytest.raises(Conflict) as caught, convert_errors():
+        raise error
     assert caught.value.constraint == "users_email_key"
 
 

@@ -104,9 +104,11 @@ async def test_list_messages_ranges(pool: asyncpg.Pool) -> None:
         assert [m.seq for m in await list_messages(con, conversation.id, from_seq=4)] == list(
             range(4, 11)
         )
-        assert [
-            m.seq for m in await list_messages(con, conversation.id, from_seq=3, to_seq=5)
-        ] == [3, 4, 5]
+        assert [m.seq for m in await list_messages(con, conversation.id, from_seq=3, to_seq=5)] == [
+            3,
+            4,
+            5,
+        ]
         assert [m.seq for m in await list_messages(con, conversation.id, limit=2)] == [1, 2]
         assert await list_messages(con, conversation.id, from_seq=11) == []
         assert await get_message(con, conversation.id, 11) is None

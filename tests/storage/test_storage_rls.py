@@ -294,9 +294,7 @@ async def test_no_identity_sees_nothing_and_identity_ends_with_the_transaction(
     a, _ = tenants
 
     async def visible() -> int:
-        return sum(
-            [await raw.fetchval(f"SELECT count(*) FROM {table}") for table in OWNED_TABLES]
-        )
+        return sum([await raw.fetchval(f"SELECT count(*) FROM {table}") for table in OWNED_TABLES])
 
     assert await visible() == 0
     await raw.execute("SELECT set_config('app.current_user_id', '', false)")
@@ -338,9 +336,7 @@ async def test_pooled_connection_never_inherits_an_identity(
         async with single.acquire() as con:
             assert await con.fetchval("SELECT count(*) FROM conversations") == 0
             # Even a session-wide setting made by stray code dies on release.
-            await con.execute(
-                "SELECT set_config('app.current_user_id', $1, false)", str(a.user.id)
-            )
+            await con.execute("SELECT set_config('app.current_user_id', $1, false)", str(a.user.id))
         async with single.acquire() as con:
             assert await con.fetchval("SELECT count(*) FROM conversations") == 0
         async with user_tx(single, b.user.id) as con:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project (and, with --test, the Node test client).
+# Idempotent: re-installs only when pyproject.toml or the Node lock file changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
+  if ! command -v node >/dev/null; then
+    echo "Node.js 18+ is required for the socket.io-client compatibility tests" >&2
+    exit 1
+  fi
+  node_stamp="tests/node/node_modules/.installed-$(sha256sum tests/node/package-lock.json | cut -c1-16)"
+  if [[ ! -f "$node_stamp" ]]; then
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$node_stamp"
+  fi
+fi

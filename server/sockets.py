@@ -125,7 +125,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         entry = self._handlers.get(event)
         if entry is None:
             return await self._refuse(
-                sid, errors.InvalidInput(f"Unknown event {event[:64]!r}"), ErrorCode.UNKNOWN_EVENT
+                sid, _UnknownEvent(f"Unknown event {event[:64]!r}"), ErrorCode.UNKNOWN_EVENT
             )
         handler, failure_code = entry
         try:
@@ -329,6 +329,11 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         pong = Pong(timestamp=int(time.time() * 1000))
         await self.emit(str(ServerEvent.PONG), _wire(pong), to=sid)
         return pong
+
+
+class _UnknownEvent(errors.ServiceError):
+    code = ErrorCode.UNKNOWN_EVENT
+    status = 400
 
 
 class _NoConversation(errors.ServiceError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 
@@ -103,7 +104,7 @@ def test_reshaped_turns_alternate_and_keep_all_text(messages: list[ChatMessage])
     request = to_anthropic_request(messages)
     roles = [role for role, _ in request.turns]
     assert roles[:1] in ([], ["user"])
-    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(roles))
     assert all(text.strip() for _, text in request.turns)
     kept: list[ChatMessage] = []
     for message in messages:

@@ -51,7 +51,7 @@ async def test_failing_calls_leak_neither_key_nor_prompt(
     messages = [ChatMessage("system", PROMPT), ChatMessage("user", PROMPT)]
     async with server_cls(require_api_key=KEY, **failure) as server:
         provider = make(server.base_url, api_key=KEY, timeout_s=0.2, first_token_timeout_s=0.2)
-        deltas, error = await collect(provider.stream(messages, model, max_tokens=20))
+        _deltas, error = await collect(provider.stream(messages, model, max_tokens=20))
     assert server.requests and server.requests[0].api_key == KEY  # the key was really sent
     assert isinstance(error, AIError)
     _assert_clean(caplog.text)

@@ -146,6 +146,7 @@ async def test_session_lifecycle(pool: asyncpg.Pool) -> None:
         revoked = await con.fetchrow(
             "SELECT revoked_at, wrapped_data_key FROM sessions WHERE id = $1", ids[2]
         )
+    assert revoked is not None
     assert revoked["revoked_at"] is not None and revoked["wrapped_data_key"] == b""
 
 

@@ -122,7 +122,7 @@ async def test_new_roles_are_created_once_under_concurrency_and_get_a_password()
                 apply_schema(first.admin_dsn, app_role=role, app_password="s3cret 'quoted'"),
                 apply_schema(second.admin_dsn, app_role=role, app_password="s3cret 'quoted'"),
             )
-            assert results == [CURRENT, CURRENT]
+            assert list(results) == [CURRENT, CURRENT]
             con = await asyncpg.connect(first.admin_dsn)
             try:
                 stored = await con.fetchval(

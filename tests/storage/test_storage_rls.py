@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +16,7 @@ from pg import TempDatabase
 from storage_helpers import append, new_conversation, new_user
 
 from storage import (
+    Connection,
     Forbidden,
     NotFound,
     StorageError,
@@ -205,7 +206,7 @@ async def test_storage_functions_refuse_writes_for_another_user(
 ) -> None:
     a, b = tenants
     before = await owner_counts(admin, b.user.id)
-    attempts = [
+    attempts: list[Callable[[Connection], Awaitable[object]]] = [
         lambda con: insert_user(
             con,
             user_id=uuid.uuid4(),
@@ -340,7 +341,7 @@ async def test_pooled_connection_never_inherits_an_identity(
         async with single.acquire() as con:
             assert await con.fetchval("SELECT count(*) FROM conversations") == 0
         async with user_tx(single, b.user.id) as con:
-            owners = {r[0] for r in await con.fetch("SELECT user_id FROM conversations")}
+            owners = {r["user_id"] for r in await con.fetch("SELECT user_id FROM conversations")}
         assert owners == {b.user.id}
     finally:
         await single.close()
@@ -355,7 +356,7 @@ async def test_interleaved_users_on_a_small_pool_never_see_each_other(
         seen: set[uuid.UUID] = set()
         async with user_tx(small, user_id) as con:
             for table, column in OWNED_TABLES.items():
-                seen |= {r[0] for r in await con.fetch(f"SELECT {column} FROM {table}")}
+                seen |= {r[column] for r in await con.fetch(f"SELECT {column} FROM {table}")}
                 await asyncio.sleep(0)
             seen |= {c.user_id for c in await list_conversations(con, limit=10, offset=0)}
         return seen

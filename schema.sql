@@ -32,8 +32,10 @@
 -- Policies compare the row's owner with
 --     NULLIF(current_setting('app.current_user_id', true), '')::uuid
 -- which storage.pool.user_tx sets for the duration of one transaction; unset
--- or empty matches nothing. The application role owns nothing, is neither
--- superuser nor BYPASSRLS, and has only the grants at the end of this file.
+-- or empty matches nothing. The policies wrap it in a scalar sub-select so it
+-- is evaluated once per statement rather than once per row scanned. The
+-- application role owns nothing, is neither superuser nor BYPASSRLS, and has
+-- only the grants at the end of this file.
 
 -- ---------------------------------------------------------------- tables ---
 
@@ -161,8 +163,8 @@ ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE schema_migrations FORCE ROW LEVEL SECURITY;
 
 CREATE POLICY users_owner ON users
-    USING (id = NULLIF(current_setting('app.current_user_id', true), '')::uuid)
-    WITH CHECK (id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK (id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
 -- The login lookup function runs as scca_login_lookup: it may read any user
 -- row, and nothing else. A policy instead of BYPASSRLS keeps that role's
@@ -171,29 +173,31 @@ CREATE POLICY users_login_lookup ON users FOR SELECT TO scca_login_lookup
     USING (true);
 
 CREATE POLICY sessions_owner ON sessions
-    USING (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid)
-    WITH CHECK (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
 CREATE POLICY conversations_owner ON conversations
-    USING (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid)
-    WITH CHECK (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
 CREATE POLICY messages_owner ON messages
-    USING (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid)
-    WITH CHECK (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
 CREATE POLICY generation_locks_owner ON generation_locks
-    USING (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid)
-    WITH CHECK (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
 -- The audit log is append-only for the application: it reads its own rows,
 -- and may add rows for itself or for nobody (user_id NULL); those are never
 -- readable by it. No UPDATE or DELETE policy: such commands match no row.
 CREATE POLICY audit_log_read ON audit_log FOR SELECT
-    USING (user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 CREATE POLICY audit_log_append ON audit_log FOR INSERT
-    WITH CHECK (user_id IS NULL
-                OR user_id = NULLIF(current_setting('app.current_user_id', true), '')::uuid);
+    WITH CHECK (
+        user_id IS NULL
+        OR user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+    );
 
 -- Only the role that migrates touches schema_migrations.
 CREATE POLICY schema_migrations_admin ON schema_migrations TO CURRENT_USER

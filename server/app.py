@@ -42,11 +42,13 @@ from server.revocation import SessionRevoker
 from server.routes_auth import auth_routes
 from server.routes_conversations import conversation_routes
 from server.sockets import ChatNamespace
+from server.tracker import GenerationTracker, LocalTracker, RedisTracker
 
 __all__ = ["create_app"]
 
 _LOG = logging.getLogger(__name__)
 GENERATIONS = web.AppKey("generations", LocalGenerations)
+TRACKER = web.AppKey("tracker", GenerationTracker)
 
 
 def database_dsn(settings: Settings) -> str:
@@ -143,11 +145,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
     app[ACCOUNTS] = accounts
     app[LOGIN_LIMITER] = LoginLimiter(counter)
+    tracker: GenerationTracker = (
+        RedisTracker(app[REDIS], app[GENERATIONS], ttl_s=settings.generation_lock_ttl_s)
+        if REDIS in app
+        else LocalTracker(app[GENERATIONS])
+    )
+    app[TRACKER] = tracker
     chat = ChatService(
         app[POOL],
         registry,
         SocketIOBroadcaster(app[SIO]),
         app[GENERATIONS],
+        tracker,
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
         coalesce_ms=settings.coalesce_ms,
@@ -169,13 +178,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    sweep = asyncio.create_task(
-        app[REVOKER].run(settings.session_check_interval_s), name="session-sweep"
-    )
+    tasks = [
+        asyncio.create_task(
+            app[REVOKER].run(settings.session_check_interval_s), name="session-sweep"
+        ),
+        asyncio.create_task(app[TRACKER].run(), name="generation-control"),
+    ]
     yield
-    sweep.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweep
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     # Close the sockets so clients reconnect elsewhere instead of waiting for a timeout.
     for sid in list(app[CONNECTED].all_sids()):
         with contextlib.suppress(Exception):

@@ -32,6 +32,7 @@ from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
 from server.replies import ReplyRunner
 from server.timefmt import iso, now_iso
+from server.tracker import GenerationTracker
 
 __all__ = [
     "ChatService",
@@ -107,6 +108,7 @@ class ChatService:
         registry: ProviderRegistry,
         broadcaster: Broadcaster,
         generations: LocalGenerations,
+        tracker: GenerationTracker,
         *,
         max_conversations_per_user: int,
         lock_ttl_s: float,
@@ -119,6 +121,7 @@ class ChatService:
         self._registry = registry
         self._broadcast = broadcaster
         self._generations = generations
+        self._tracker = tracker
         self._max_conversations = max_conversations_per_user
         self._lock_ttl_s = lock_ttl_s
         self._replies = ReplyRunner(
@@ -126,6 +129,7 @@ class ChatService:
             registry,
             broadcaster,
             generations,
+            tracker,
             lock_ttl_s=lock_ttl_s,
             coalesce_ms=coalesce_ms,
             system_prompt=system_prompt,
@@ -206,7 +210,7 @@ class ChatService:
             await storage.append_audit(
                 con, user_id=identity.user_id, action="delete", conversation_id=conversation_id
             )
-        await self._generations.cancel(conversation_id, CancelMode.DISCARD)
+        await self._tracker.cancel(conversation_id, CancelMode.DISCARD)
         return iso(deleted_at)
 
     # ── reading ─────────────────────────────────────────────────────────────
@@ -302,16 +306,17 @@ class ChatService:
             last_valid_sequence=last_valid,
         )
 
-    def generating_state(self, conversation_id: uuid.UUID) -> GeneratingState | None:
-        """What a reply running on this instance has streamed so far (for late joiners)."""
-        generation = self._generations.get(conversation_id)
-        if generation is None or generation.cancel_mode is CancelMode.DISCARD:
-            return None
-        return GeneratingState(
-            sequence=generation.sequence,
-            partial=generation.partial,
-            token_index=generation.token_index,
-        )
+    async def generating_state(
+        self, conversation_id: uuid.UUID, message_count: int
+    ) -> GeneratingState | None:
+        """What a running reply has streamed so far, on any instance (for late joiners).
+
+        Call it after the socket entered the room: see `server.tracker`.
+        """
+        state = await self._tracker.snapshot(conversation_id)
+        if state is None or state.sequence <= message_count:
+            return None  # already stored: the joiner reads it as a message
+        return state
 
     # ── sending ─────────────────────────────────────────────────────────────
 
@@ -436,8 +441,7 @@ class ChatService:
             running = await storage.get_generation(con, conversation_id)
         if running is None:
             return False
-        local = await self._generations.cancel(conversation_id, CancelMode.STOP)
-        return local
+        return await self._tracker.cancel(conversation_id, CancelMode.STOP)
 
     # ── destructive edit ────────────────────────────────────────────────────
 
@@ -491,7 +495,7 @@ class ChatService:
                     "spaceReclaimed": reclaimed,
                 },
             )
-        await self._generations.cancel(conversation_id, CancelMode.DISCARD)
+        await self._tracker.cancel(conversation_id, CancelMode.DISCARD)
         await self._broadcast.to_conversation(
             conversation_id,
             ServerEvent.CONVERSATION_TRUNCATED,

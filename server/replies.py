@@ -29,6 +29,7 @@ from server.generation import (
 from server.identity import Identity
 from server.keyring import open_conversation_keys
 from server.timefmt import now_iso
+from server.tracker import GenerationTracker
 
 __all__ = ["ReplyRunner"]
 
@@ -45,6 +46,7 @@ class ReplyRunner:
         registry: ProviderRegistry,
         broadcaster: Broadcaster,
         generations: LocalGenerations,
+        tracker: GenerationTracker,
         *,
         lock_ttl_s: float,
         coalesce_ms: float,
@@ -56,6 +58,7 @@ class ReplyRunner:
         self._registry = registry
         self._broadcast = broadcaster
         self._generations = generations
+        self._tracker = tracker
         self._lock_ttl_s = lock_ttl_s
         self._coalesce_s = coalesce_ms / 1000.0
         self._system_prompt = system_prompt
@@ -73,6 +76,7 @@ class ReplyRunner:
     async def _run(
         self, generation: RunningGeneration, identity: Identity, model: str
     ) -> GenerationOutcome:
+        await self._tracker.started(generation)
         try:
             return await self._generate(generation, identity, model)
         except AIError as exc:
@@ -91,6 +95,7 @@ class ReplyRunner:
             )
         finally:
             self._generations.remove(generation)
+            await self._tracker.ended(generation)
 
     async def _history(
         self, identity: Identity, generation: RunningGeneration
@@ -139,7 +144,6 @@ class ReplyRunner:
             async for delta in stream:
                 if generation.cancel_mode is CancelMode.DISCARD:
                     break
-                generation.add_token(delta)
                 pending += delta
                 now = loop.time()
                 if self._coalesce_s <= 0 or now - last_flush >= self._coalesce_s:
@@ -169,6 +173,9 @@ class ReplyRunner:
         return await self._commit(generation, identity, keys, stopped=stopped)
 
     async def _emit_token(self, generation: RunningGeneration, token: str) -> None:
+        """One `ai-token`: recorded (for late joiners) before it is sent."""
+        generation.add_token(token)
+        await self._tracker.progressed(generation, token)
         full = AiToken(
             sequence=generation.sequence,
             token=token,

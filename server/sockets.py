@@ -219,9 +219,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.enter_room(sid, conversation_room(conversation_id))
         await self.enter_room(sid, token_room(conversation_id, with_partial=state.with_partial))
         state.conversation_id = conversation_id
-        # Taken right after entering the room, with no await in between: every token
-        # streamed before is in `generating`, every token after reaches this socket.
-        generating = self._chat.generating_state(conversation_id)
+        # Read after entering the room: every token is in `generating` or reaches this
+        # socket afterwards (possibly both: clients drop tokenIndex <= generating.tokenIndex).
+        generating = await self._chat.generating_state(conversation_id, record.message_count)
         await self.emit(
             str(ServerEvent.USER_JOINED),
             _wire(UserJoined(user_id=str(state.identity.user_id), timestamp=now_iso())),

@@ -48,9 +48,9 @@ async def create_conversation(
     """Create an empty conversation owned by ``user_id`` (the transaction's identity)."""
     row = await con.fetchrow(
         "INSERT INTO conversations (id, user_id, title, model, wrapped_key, key_version)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, user_id, title, model,"
-        " message_count, merkle_root, wrapped_key, key_version, created_at, updated_at,"
-        " deleted_at",
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
+        " key_version, created_at, updated_at, deleted_at",
         conversation_id,
         user_id,
         title,
@@ -69,8 +69,8 @@ async def list_conversations(
     """The identity's live conversations, most recently updated first."""
     rows = await con.fetch(
         "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at FROM conversations WHERE"
-        " deleted_at IS NULL"
+        " key_version, created_at, updated_at, deleted_at"
+        " FROM conversations WHERE deleted_at IS NULL"
         " ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
         limit,
         offset,
@@ -107,9 +107,9 @@ async def rename_conversation(
     """Set a live conversation's title; None if there is no such conversation."""
     row = await con.fetchrow(
         "UPDATE conversations SET title = $2, updated_at = now()"
-        " WHERE id = $1 AND deleted_at IS NULL RETURNING id, user_id, title, model,"
-        " message_count, merkle_root, wrapped_key, key_version, created_at, updated_at,"
-        " deleted_at",
+        " WHERE id = $1 AND deleted_at IS NULL"
+        " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
+        " key_version, created_at, updated_at, deleted_at",
         conversation_id,
         title,
     )

@@ -111,8 +111,8 @@ async def cancel_generation(con: Connection, conversation_id: UUID) -> Generatio
     row = await con.fetchrow(
         "WITH gone AS (DELETE FROM generation_locks WHERE conversation_id = $1"
         " RETURNING conversation_id, user_id, owner, sequence, started_at, expires_at)"
-        " SELECT conversation_id, user_id, owner, sequence, started_at, expires_at FROM"
-        " gone WHERE expires_at > clock_timestamp()",
+        " SELECT conversation_id, user_id, owner, sequence, started_at, expires_at"
+        " FROM gone WHERE expires_at > clock_timestamp()",
         conversation_id,
     )
     return None if row is None else GenerationRecord(**row)
@@ -122,8 +122,8 @@ async def cancel_generation(con: Connection, conversation_id: UUID) -> Generatio
 async def get_generation(con: Connection, conversation_id: UUID) -> GenerationRecord | None:
     """The conversation's live lease, or None."""
     row = await con.fetchrow(
-        "SELECT conversation_id, user_id, owner, sequence, started_at, expires_at FROM"
-        " generation_locks"
+        "SELECT conversation_id, user_id, owner, sequence, started_at, expires_at"
+        " FROM generation_locks"
         " WHERE conversation_id = $1 AND expires_at > clock_timestamp()",
         conversation_id,
     )

@@ -43,13 +43,15 @@ async def insert_message(
 
     Raises :class:`Conflict` if ``seq`` or ``client_msg_id`` is already used
     in the conversation (``.constraint`` says which), :class:`NotFound` if
-    ``user_id`` does not own such a conversation.
+    ``user_id`` does not own such a conversation. Like any database error, a
+    conflict aborts the transaction: to make a retried send idempotent, call
+    :func:`find_by_client_msg_id` first, under the conversation's row lock.
     """
     row = await con.fetchrow(
         "INSERT INTO messages"
         " (conversation_id, user_id, seq, role, token, link, client_msg_id, stopped)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING conversation_id, seq, role,"
-        " token, link, created_at, client_msg_id, stopped",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " RETURNING conversation_id, seq, role, token, link, created_at, client_msg_id, stopped",
         conversation_id,
         user_id,
         seq,
@@ -74,8 +76,8 @@ async def list_messages(
 ) -> list[MessageRecord]:
     """Messages with ``from_seq <= seq <= to_seq`` (no upper bound if None), in order."""
     rows = await con.fetch(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id,"
-        " stopped FROM messages"
+        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        " FROM messages"
         " WHERE conversation_id = $1 AND seq >= $2 AND ($3::integer IS NULL OR seq <= $3)"
         " ORDER BY seq LIMIT $4",
         conversation_id,
@@ -90,8 +92,8 @@ async def list_messages(
 async def get_message(con: Connection, conversation_id: UUID, seq: int) -> MessageRecord | None:
     """Message ``seq`` of the conversation, or None."""
     row = await con.fetchrow(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id,"
-        " stopped FROM messages WHERE conversation_id = $1 AND seq = $2",
+        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        " FROM messages WHERE conversation_id = $1 AND seq = $2",
         conversation_id,
         seq,
     )
@@ -104,8 +106,8 @@ async def find_by_client_msg_id(
 ) -> MessageRecord | None:
     """The message a client tagged with ``client_msg_id`` (for idempotent retries)."""
     row = await con.fetchrow(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id,"
-        " stopped FROM messages WHERE conversation_id = $1 AND client_msg_id = $2",
+        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2",
         conversation_id,
         client_msg_id,
     )

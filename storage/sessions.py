@@ -36,8 +36,9 @@ async def create_session(
     """Open a session for ``user_id`` (the transaction's identity)."""
     row = await con.fetchrow(
         "INSERT INTO sessions (id, user_id, wrapped_data_key, expires_at, ip, user_agent)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, user_id, wrapped_data_key,"
-        " created_at, expires_at, last_seen_at, revoked_at, ip, user_agent",
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING id, user_id, wrapped_data_key, created_at, expires_at, last_seen_at,"
+        " revoked_at, ip, user_agent",
         session_id,
         user_id,
         wrapped_data_key,
@@ -54,8 +55,8 @@ async def get_active_session(con: Connection, session_id: UUID) -> SessionRecord
     """The session if it exists, is visible, not revoked and not expired."""
     row = await con.fetchrow(
         "SELECT id, user_id, wrapped_data_key, created_at, expires_at, last_seen_at,"
-        " revoked_at, ip, user_agent FROM sessions WHERE id = $1 AND revoked_at IS NULL"
-        " AND expires_at > now()",
+        " revoked_at, ip, user_agent"
+        " FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
         session_id,
     )
     return None if row is None else SessionRecord(**row)
@@ -74,8 +75,8 @@ async def touch_session(con: Connection, session_id: UUID) -> None:
 async def revoke_session(con: Connection, session_id: UUID) -> bool:
     """Revoke a session (logout). False if it was missing or already revoked."""
     status = await con.execute(
-        "UPDATE sessions SET revoked_at = now(), wrapped_data_key = ''::bytea WHERE id ="
-        " $1 AND revoked_at IS NULL",
+        "UPDATE sessions SET revoked_at = now(), wrapped_data_key = ''::bytea"
+        " WHERE id = $1 AND revoked_at IS NULL",
         session_id,
     )
     return status != "UPDATE 0"
@@ -98,8 +99,8 @@ async def list_active_sessions(con: Connection, user_id: UUID) -> list[SessionRe
     """The live sessions of ``user_id``, newest first."""
     rows = await con.fetch(
         "SELECT id, user_id, wrapped_data_key, created_at, expires_at, last_seen_at,"
-        " revoked_at, ip, user_agent FROM sessions WHERE user_id = $1 AND revoked_at IS"
-        " NULL AND expires_at > now()"
+        " revoked_at, ip, user_agent"
+        " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
         " ORDER BY created_at DESC, id",
         user_id,
     )

@@ -35,8 +35,8 @@ async def insert_user(
     """
     row = await con.fetchrow(
         "INSERT INTO users (id, email, password_hash, kek_salt, wrapped_data_key)"
-        " VALUES ($1, lower($2), $3, $4, $5) RETURNING id, email, password_hash, kek_salt,"
-        " wrapped_data_key, created_at",
+        " VALUES ($1, lower($2), $3, $4, $5)"
+        " RETURNING id, email, password_hash, kek_salt, wrapped_data_key, created_at",
         user_id,
         email,
         password_hash,
@@ -87,8 +87,9 @@ async def update_password(
     Raises :class:`NotFound` if the account is missing or not visible.
     """
     status = await con.execute(
-        "UPDATE users SET password_hash = $2, kek_salt = $3, wrapped_data_key = $4,"
-        " updated_at = now() WHERE id = $1",
+        "UPDATE users"
+        " SET password_hash = $2, kek_salt = $3, wrapped_data_key = $4, updated_at = now()"
+        " WHERE id = $1",
         user_id,
         password_hash,
         kek_salt,

@@ -209,7 +209,7 @@ async def test_stall_times_out_and_drops_the_connection(make_anthropic: MakeAnth
         provider = make_anthropic(server.base_url, timeout_s=0.3)
         started = time.monotonic()
         deltas, error = await collect(provider.stream(HELLO, "claude-x", max_tokens=9))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0
         assert deltas == ["Hello"]
         assert isinstance(error, AITimeout)
         await asyncio.wait_for(server.disconnected.wait(), 1.0)
@@ -222,11 +222,12 @@ async def test_cancel_event_stops_and_the_server_sees_the_client_leave(
         cancel = asyncio.Event()
         provider = make_anthropic(server.base_url)
         stream = provider.stream(HELLO, "claude-x", max_tokens=500, cancel=cancel)
-        asyncio.get_running_loop().call_later(0.15, cancel.set)
-        started = time.monotonic()
-        deltas, error = await collect(stream)
-        assert time.monotonic() - started < 1.0
-        assert error is None and 0 < len(deltas) < 200
+        deltas: list[str] = []
+        async for delta in stream:
+            deltas.append(delta)
+            if len(deltas) == 2:
+                cancel.set()
+        assert deltas == ["w", "w"]
         assert stream.finish_reason is FinishReason.STOPPED
         await asyncio.wait_for(server.disconnected.wait(), 1.0)
         assert server.completed == 0

@@ -96,7 +96,7 @@ async def test_retry_after_is_capped(make_openai: MakeOpenAI) -> None:
         started = time.monotonic()
         _, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
     assert error is None
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5
 
 
 async def test_rate_limit_retries_exhausted(make_openai: MakeOpenAI) -> None:
@@ -188,7 +188,7 @@ async def test_stall_mid_stream_times_out_and_drops_the_connection(
         provider = make_openai(server.base_url, timeout_s=0.3)
         started = time.monotonic()
         deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0
         assert deltas == ["Hello", ","]
         assert isinstance(error, AITimeout)
         await asyncio.wait_for(server.disconnected.wait(), 1.0)
@@ -199,7 +199,7 @@ async def test_stall_before_the_first_token_times_out(make_openai: MakeOpenAI) -
         provider = make_openai(server.base_url, first_token_timeout_s=0.25, timeout_s=5.0)
         started = time.monotonic()
         deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0
     assert deltas == []
     assert isinstance(error, AITimeout)
     assert len(server.requests) == 1  # a timeout is not retried
@@ -227,11 +227,12 @@ async def test_cancel_event_interrupts_a_stalled_stream_at_once(make_openai: Mak
         cancel = asyncio.Event()
         provider = make_openai(server.base_url, timeout_s=30.0)
         stream = provider.stream(HELLO, "gpt-4o", max_tokens=8, cancel=cancel)
+        assert await anext(stream) == "Hello"
         asyncio.get_running_loop().call_later(0.1, cancel.set)
         started = time.monotonic()
-        deltas, error = await collect(stream)
-        assert time.monotonic() - started < 1.0
-        assert (deltas, error) == (["Hello"], None)
+        deltas, error = await collect(stream)  # blocked on the silent server until cancelled
+        assert time.monotonic() - started < 3.0
+        assert (deltas, error) == ([], None)
         assert stream.finish_reason is FinishReason.STOPPED
         await asyncio.wait_for(server.disconnected.wait(), 1.0)
 
@@ -239,11 +240,18 @@ async def test_cancel_event_interrupts_a_stalled_stream_at_once(make_openai: Mak
 async def test_aclose_from_another_task_stops_the_reader(make_openai: MakeOpenAI) -> None:
     async with FakeOpenAIServer(tokens=["t"] * 200, token_delay_s=0.02) as server:
         stream = make_openai(server.base_url).stream(HELLO, "gpt-4o", max_tokens=500)
-        reader = asyncio.create_task(collect(stream))
-        await asyncio.sleep(0.1)
-        await stream.aclose()
-        deltas, error = await asyncio.wait_for(reader, 1.0)
-        assert error is None
+        deltas: list[str] = []
+        first = asyncio.Event()
+
+        async def read() -> None:
+            async for delta in stream:
+                deltas.append(delta)
+                first.set()
+
+        reader = asyncio.create_task(read())
+        await first.wait()
+        await stream.aclose()  # the reader is now blocked waiting for the next chunk
+        await asyncio.wait_for(reader, 1.0)
         assert 0 < len(deltas) < 200
         assert stream.finish_reason is FinishReason.STOPPED
         await asyncio.wait_for(server.disconnected.wait(), 1.0)

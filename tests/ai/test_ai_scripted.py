@@ -122,7 +122,7 @@ async def test_cancel_event_stops_with_stopped() -> None:
     deltas, error = await collect(stream)
     assert error is None
     assert 0 < len(deltas) < 1000
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0
     assert stream.finish_reason is FinishReason.STOPPED
 
 

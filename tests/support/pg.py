@@ -31,8 +31,9 @@ class DatabaseUnreachable(RuntimeError):
 class TempDatabase:
     """A database created for one test run.
 
-    ``admin_dsn`` connects to it as the administrator (bypasses nothing
-    but is a superuser); ``app_dsn`` connects to it as the application role.
+    ``admin_dsn`` connects to it as the cluster administrator (a superuser,
+    so row-level security does not apply); ``app_dsn`` connects to it as the
+    application role, which row-level security confines.
     """
 
     name: str

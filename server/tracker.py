@@ -1,0 +1,223 @@
+"""What every instance may need to know about running generations, and how to stop them.
+
+`LocalTracker` serves one instance. `RedisTracker` adds, for many instances:
+- the running reply's text so far, so a socket that joins on another instance resumes
+  it (`state.generating`) with no gap: the text is appended to Redis *before* each
+  `ai-token` is emitted, and a joiner enters the room *before* reading it, so any token
+  is either in the snapshot or delivered after it (a client may see a token twice and
+  drops `tokenIndex <= generating.tokenIndex`);
+- a control channel, so an edit, delete or stop on one instance cancels the generation
+  running on another; the canceller then waits until that generation has ended, so no
+  token of a discarded reply is emitted after `conversation-truncated`.
+The lock that decides who may write stays in PostgreSQL (see `server.replies`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+import redis.exceptions
+
+from protocol.socket_events import GeneratingState
+from server.generation import CancelMode, LocalGenerations, RunningGeneration
+
+__all__ = ["GenerationTracker", "LocalTracker", "RedisTracker"]
+
+_LOG = logging.getLogger(__name__)
+_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+_CANCEL_WAIT_S = 5.0
+_DELETE_IF_OWNER = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+class GenerationTracker(Protocol):
+    async def started(self, generation: RunningGeneration) -> None: ...
+
+    async def progressed(self, generation: RunningGeneration, token: str) -> None: ...
+
+    async def ended(self, generation: RunningGeneration) -> None: ...
+
+    async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None: ...
+
+    async def cancel(self, conversation_id: uuid.UUID, mode: CancelMode) -> bool: ...
+
+    async def run(self) -> None: ...
+
+
+def _local_snapshot(generation: RunningGeneration | None) -> GeneratingState | None:
+    if generation is None or generation.cancel_mode is CancelMode.DISCARD:
+        return None
+    return GeneratingState(
+        sequence=generation.sequence, partial=generation.partial, token_index=generation.token_index
+    )
+
+
+class LocalTracker:
+    """One instance: everything is in this process."""
+
+    def __init__(self, generations: LocalGenerations) -> None:
+        self._generations = generations
+
+    async def started(self, generation: RunningGeneration) -> None:
+        return None
+
+    async def progressed(self, generation: RunningGeneration, token: str) -> None:
+        return None
+
+    async def ended(self, generation: RunningGeneration) -> None:
+        return None
+
+    async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None:
+        return _local_snapshot(self._generations.get(conversation_id))
+
+    async def cancel(self, conversation_id: uuid.UUID, mode: CancelMode) -> bool:
+        return await self._generations.cancel(conversation_id, mode, wait_s=_CANCEL_WAIT_S)
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+class RedisTracker:
+    """Many instances: running replies mirrored in Redis, cancellation over pub/sub."""
+
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        generations: LocalGenerations,
+        *,
+        ttl_s: float,
+        prefix: str = "scca:",
+    ) -> None:
+        self._redis = client
+        self._generations = generations
+        self._ttl_ms = int(ttl_s * 1000)
+        self._prefix = prefix
+        self._channel = f"{prefix}generation-control"
+        self._delete = client.register_script(_DELETE_IF_OWNER)
+
+    def _keys(self, conversation_id: uuid.UUID) -> tuple[str, str]:
+        base = f"{self._prefix}generation:{conversation_id}"
+        return base, base + ":text"
+
+    async def started(self, generation: RunningGeneration) -> None:
+        meta, text = self._keys(generation.conversation_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(text)
+                pipe.hset(
+                    meta,
+                    mapping={
+                        "owner": str(generation.owner),
+                        "sequence": generation.sequence,
+                        "tokenIndex": 0,
+                    },
+                )
+                pipe.pexpire(meta, self._ttl_ms)
+                await pipe.execute()
+        except _REDIS_ERRORS as exc:
+            _LOG.warning("redis: could not record generation start: %s", type(exc).__name__)
+
+    async def progressed(self, generation: RunningGeneration, token: str) -> None:
+        meta, text = self._keys(generation.conversation_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.append(text, token)
+                pipe.hset(meta, "tokenIndex", generation.token_index)
+                pipe.pexpire(meta, self._ttl_ms)
+                pipe.pexpire(text, self._ttl_ms)
+                await pipe.execute()
+        except _REDIS_ERRORS:
+            # Only remote resumes suffer; local sockets keep streaming.
+            pass
+
+    async def ended(self, generation: RunningGeneration) -> None:
+        meta, text = self._keys(generation.conversation_id)
+        try:
+            await self._delete(keys=[meta, text], args=[str(generation.owner)])
+        except _REDIS_ERRORS as exc:
+            _LOG.warning("redis: could not clear generation: %s", type(exc).__name__)
+
+    async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None:
+        local = self._generations.get(conversation_id)
+        if local is not None:
+            return _local_snapshot(local)
+        meta, text = self._keys(conversation_id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(meta)
+                pipe.get(text)
+                fields, partial = await pipe.execute()
+        except _REDIS_ERRORS:
+            return None
+        if not fields:
+            return None
+        return GeneratingState(
+            sequence=int(fields[b"sequence"]),
+            partial=(partial or b"").decode("utf-8", errors="replace"),
+            token_index=int(fields.get(b"tokenIndex", 0)),
+        )
+
+    async def _running_elsewhere(self, conversation_id: uuid.UUID) -> bool:
+        meta, _ = self._keys(conversation_id)
+        return bool(await self._redis.exists(meta))
+
+    async def cancel(self, conversation_id: uuid.UUID, mode: CancelMode) -> bool:
+        """Cancel wherever it runs; return once it has ended (bounded)."""
+        if await self._generations.cancel(conversation_id, mode, wait_s=_CANCEL_WAIT_S):
+            return True
+        try:
+            if not await self._running_elsewhere(conversation_id):
+                return False
+            message = json.dumps({"conversationId": str(conversation_id), "mode": mode.value})
+            await self._redis.publish(self._channel, message)
+            async with asyncio.timeout(_CANCEL_WAIT_S):
+                while await self._running_elsewhere(conversation_id):
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            _LOG.warning("generation on another instance did not stop in time")
+        except _REDIS_ERRORS as exc:
+            _LOG.warning("redis: could not cancel a remote generation: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Listen for cancellations of generations running here; reconnects by itself."""
+        delay = 0.5
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                delay = 0.5
+                async for message in pubsub.listen():
+                    self._on_message(message.get("data"))
+            except _REDIS_ERRORS as exc:
+                _LOG.warning("redis control channel lost (%s); retrying", type(exc).__name__)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _on_message(self, data: object) -> None:
+        if not isinstance(data, bytes | str):
+            return
+        try:
+            body = json.loads(data)
+            conversation_id = uuid.UUID(body["conversationId"])
+            mode = CancelMode(body["mode"])
+        except (ValueError, KeyError, TypeError):
+            return
+        generation = self._generations.get(conversation_id)
+        if generation is not None:
+            generation.request_cancel(mode)

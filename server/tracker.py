@@ -182,7 +182,8 @@ class RedisTracker:
             message = json.dumps({"conversationId": str(conversation_id), "mode": mode.value})
             await self._redis.publish(self._channel, message)
             async with asyncio.timeout(_CANCEL_WAIT_S):
-                while await self._running_elsewhere(conversation_id):
+                # Polling Redis: the other instance's end is only visible there.
+                while await self._running_elsewhere(conversation_id):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
         except TimeoutError:
             _LOG.warning("generation on another instance did not stop in time")

@@ -13,8 +13,9 @@ from node_client import NodeClient, NodeClients
 from pg import TempDatabase
 
 
-async def _tab(server: LiveServer, node: NodeClients, token: str, conversation_id: str,
-               **kw: Any) -> NodeClient:
+async def _tab(
+    server: LiveServer, node: NodeClients, token: str, conversation_id: str, **kw: Any
+) -> NodeClient:
     client = await node.connect(server.base_url, token=token, **kw)
     assert client.connected.is_set(), client.connect_error
     [ack] = await client.emit("join-conversation", conversation_id)
@@ -35,10 +36,13 @@ def resumed_text(client: NodeClient, sequence: int, after: int = 0) -> str:
         if event.event == "state" and "generating" in event.data:
             text = event.data["generating"]["partial"]
             index = event.data["generating"]["tokenIndex"]
-        elif event.event == "ai-token" and event.data["sequence"] == sequence:
-            if event.data["tokenIndex"] > index:
-                text += event.data["token"]
-                index = event.data["tokenIndex"]
+        elif (
+            event.event == "ai-token"
+            and event.data["sequence"] == sequence
+            and event.data["tokenIndex"] > index
+        ):
+            text += event.data["token"]
+            index = event.data["tokenIndex"]
     return text
 
 
@@ -150,9 +154,7 @@ async def test_join_mid_stream_resumes_without_gap(server: LiveServer, node: Nod
     send = asyncio.create_task(first.emit("send-message", {"content": "stream please"}))
     await first.wait_for("ai-token", lambda d: d["tokenIndex"] >= 10)
     late = await _tab(server, node, account["token"], conversation_id)
-    deltas = await _tab(
-        server, node, account["token"], conversation_id, auth={"partial": False}
-    )
+    deltas = await _tab(server, node, account["token"], conversation_id, auth={"partial": False})
     [ack] = await send
     assert ack["success"] is True
     final = (await first.wait_for("ai-complete")).data["content"]
@@ -173,9 +175,7 @@ async def test_edit_during_generation_never_leaks_the_cancelled_reply(
     account = await server.register()
     rng = random.Random(1234)
     for round_ in range(8):
-        conversation_id = await server.create_conversation(
-            account["token"], model="scripted:40:5"
-        )
+        conversation_id = await server.create_conversation(account["token"], model="scripted:40:5")
         tab = await _tab(server, node, account["token"], conversation_id)
         watcher = await _tab(server, node, account["token"], conversation_id)
         send = asyncio.create_task(tab.emit("send-message", {"content": f"original {round_}"}))

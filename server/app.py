@@ -33,6 +33,7 @@ from server.appkeys import (
 from server.broadcast import SocketIOBroadcaster
 from server.chat import ChatService
 from server.config import Settings
+from server.fanout import ChatSocketServer, FastEmitManager, FastRedisManager
 from server.generation import LocalGenerations
 from server.health import health_routes
 from server.http import error_middleware
@@ -63,18 +64,18 @@ def database_dsn(settings: Settings) -> str:
 
 
 def _socket_server(settings: Settings) -> socketio.AsyncServer:
-    manager = (
-        socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
+    manager: FastEmitManager = (
+        FastRedisManager(settings.redis_url, channel=settings.redis_channel)
         if settings.redis_url
-        else None
+        else FastEmitManager()
     )
-    return socketio.AsyncServer(
+    return ChatSocketServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(settings.cors_origins),
         cors_credentials=True,
-        ping_interval=25,
-        ping_timeout=60,
+        ping_interval=settings.ping_interval_s,
+        ping_timeout=settings.ping_timeout_s,
         max_http_buffer_size=settings.max_http_buffer_size,
         transports=["polling", "websocket"],
         logger=False,

@@ -42,6 +42,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     socket_path: str = "/api/socket"
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 60.0
     log_level: str = "INFO"
     production: bool = False
     data_dir: Path = Path(".data")
@@ -221,6 +223,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         host=env.get("HOST", "127.0.0.1").strip() or "127.0.0.1",
         port=_int(env, "PORT", 8000, low=0, high=65535),
         socket_path=_socket_path(env),
+        ping_interval_s=_float(env, "PING_INTERVAL_S", 25.0, low=1.0, high=600.0),
+        ping_timeout_s=_float(env, "PING_TIMEOUT_S", 60.0, low=1.0, high=600.0),
         log_level=log_level,
         production=production,
         data_dir=data_dir,

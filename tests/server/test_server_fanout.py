@@ -1,0 +1,61 @@
+"""The room broadcast's fast path, observed through the real client."""
+
+from __future__ import annotations
+
+import aiohttp
+from live_server import LiveServer, live_server, test_settings
+from node_client import NodeClients
+from pg import TempDatabase
+
+from server.appkeys import SIO
+
+
+async def test_websocket_frames_are_written_directly_and_polling_ones_queued(
+    server: LiveServer, node: NodeClients
+) -> None:
+    account = await server.register()
+    conversation_id = await server.create_conversation(account["token"], model="scripted:30:0")
+    ws_tab = await node.connect(server.base_url, token=account["token"], transports=["websocket"])
+    poll_tab = await node.connect(server.base_url, token=account["token"], transports=["polling"])
+    for tab in (ws_tab, poll_tab):
+        [ack] = await tab.emit("join-conversation", conversation_id)
+        assert ack["success"] is True
+    manager = server.app[SIO].manager
+    before_direct, before_queued = manager.direct_frames, manager.queued_frames
+    [ack] = await ws_tab.emit("send-message", {"content": "count my frames"})
+    assert ack["success"] is True
+    await poll_tab.wait_for("ai-complete")
+    # 30 tokens + ai-complete reach each tab; typing-start/message-added reach the other.
+    assert manager.direct_frames - before_direct >= 31
+    assert manager.queued_frames - before_queued >= 31
+    for tab in (ws_tab, poll_tab):
+        tokens = [e.data for e in tab.named("ai-token")]
+        assert [t["tokenIndex"] for t in tokens] == list(range(1, 31))
+        assert tab.named("ai-complete")[0].data["content"] == tokens[-1]["partial"]
+
+
+async def test_websocket_does_not_negotiate_permessage_deflate(server: LiveServer) -> None:
+    account = await server.register()
+    url = f"{server.base_url}/api/socket/?EIO=4&transport=websocket&token={account['token']}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, compress=15) as ws:
+        assert ws.compress == 0
+        opening = await ws.receive_str()
+        assert opening.startswith("0{")
+
+
+async def test_heartbeats_keep_flowing_during_a_fast_stream(
+    server_db: TempDatabase, node: NodeClients
+) -> None:
+    settings = test_settings(server_db.app_dsn, PING_INTERVAL_S="1", PING_TIMEOUT_S="2")
+    async with live_server(settings) as fast:
+        account = await fast.register()
+        conversation_id = await fast.create_conversation(account["token"], model="scripted:400:5")
+        tab = await node.connect(fast.base_url, token=account["token"], transports=["websocket"])
+        [ack] = await tab.emit("join-conversation", conversation_id)
+        assert ack["success"] is True
+        [ack] = await tab.emit("send-message", {"content": "a long one"}, timeout=60)
+        assert ack["success"] is True, ack
+        # The stream took ~2 s, longer than the ping timeout: heartbeats were answered.
+        assert tab.connected.is_set()
+        tokens = [e.data["tokenIndex"] for e in tab.named("ai-token")]
+        assert tokens == list(range(1, 401))

@@ -21,6 +21,8 @@ from protocol.socket_events import (
 )
 
 __all__ = [
+    "check_client_msg_id",
+    "check_text",
     "decode_edit",
     "decode_join",
     "decode_json",
@@ -55,9 +57,22 @@ def _friendly(error: msgspec.ValidationError | msgspec.DecodeError) -> str:
     return f"{path}: {what}" if path else what
 
 
-def _check_text(value: str, field: str) -> None:
+def check_text(value: str, field: str) -> None:
+    """Non-empty after trimming, and encodable: JSON's `\\ud800` escapes can smuggle in
+    lone surrogates that no UTF-8 store can hold."""
     if not value.strip():
         raise ProtocolError(f"{field}: expected a non-empty string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(f"{field}: invalid unicode (unpaired surrogate)") from None
+
+
+def check_client_msg_id(value: str | None) -> None:
+    """msgspec matches patterns with `re.search`, where `$` also matches before a final
+    newline; an idempotency key must be exactly the documented characters."""
+    if value is not None and value.endswith("\n"):
+        raise ProtocolError("clientMsgId: expected letters, digits and . _ : -")
 
 
 def from_data(data: Any, type_: type[T]) -> T:
@@ -78,7 +93,8 @@ def decode_json(raw: bytes, type_: type[T]) -> T:
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as exc:
         raise ProtocolError(_friendly(exc)) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec raises UnicodeDecodeError for a `\\ud800`-style lone surrogate escape.
         raise ProtocolError("body: invalid JSON") from None
     except RecursionError:
         raise ProtocolError("body: nested too deeply") from None
@@ -99,14 +115,15 @@ def decode_join(data: Any) -> JoinRequest:
 def decode_send(data: Any) -> SendMessageRequest:
     """`send-message {content, clientMsgId?}`; content must be non-empty after trim."""
     request = from_data(data, SendMessageRequest)
-    _check_text(request.content, "content")
+    check_text(request.content, "content")
+    check_client_msg_id(request.client_msg_id)
     return request
 
 
 def decode_edit(data: Any) -> EditMessageRequest:
     """`edit-message {sequence, newContent}`."""
     request = from_data(data, EditMessageRequest)
-    _check_text(request.new_content, "newContent")
+    check_text(request.new_content, "newContent")
     return request
 
 

@@ -465,9 +465,10 @@ _ROUTES = (
            ("id",)),
     _Route("get", "/api/health", "health", "service", "200 when this instance can serve", None,
            200, rest.Health, public=True),
-    _Route("get", "/api/openapi.json", "openapi", "service", "This document", None, 200, None),
+    _Route("get", "/api/openapi.json", "openapi", "service", "This document", None, 200, None,
+           public=True),
     _Route("get", "/api/asyncapi.json", "asyncapi", "service", "The AsyncAPI document of the "
-           "Socket.IO events", None, 200, None),
+           "Socket.IO events", None, 200, None, public=True),
 )  # fmt: skip
 
 

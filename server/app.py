@@ -42,6 +42,7 @@ from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCount
 from server.revocation import SessionRevoker
 from server.routes_auth import auth_routes
 from server.routes_conversations import conversation_routes
+from server.routes_docs import docs_routes
 from server.sockets import ChatNamespace
 from server.tracker import GenerationTracker, LocalTracker, RedisTracker
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health_routes())
     app.add_routes(auth_routes())
     app.add_routes(conversation_routes())
+    app.add_routes(docs_routes())
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)

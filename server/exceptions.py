@@ -6,7 +6,8 @@
       NotFound                    404  NOT_FOUND (missing and not-yours look the same)
       Conflict                    409  CONFLICT
       Busy                        409  BUSY (a reply is already being generated)
-      LimitExceeded               413/422 LIMIT_EXCEEDED
+      LimitExceeded               422  LIMIT_EXCEEDED (a count limit)
+        PayloadTooLarge           413  LIMIT_EXCEEDED (a body too large)
       RateLimited                 429  RATE_LIMITED (+ retry_after seconds)
       EditRejected                400  EDIT_FAILED (e.g. no such sequence)
       Cancelled                   409  CANCELLED (a reply discarded by an edit or delete)
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInput",
     "LimitExceeded",
     "NotFound",
+    "PayloadTooLarge",
     "RateLimited",
     "ServiceError",
     "Unauthorized",
@@ -84,6 +86,11 @@ class LimitExceeded(ServiceError):
     code = ErrorCode.LIMIT_EXCEEDED
     status = 422
     default_message = "Limit exceeded"
+
+
+class PayloadTooLarge(LimitExceeded):
+    status = 413
+    default_message = "Request body too large"
 
 
 class RateLimited(ServiceError):

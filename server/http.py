@@ -57,7 +57,7 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise errors.LimitExceeded("Request body too large") from None
+        raise errors.PayloadTooLarge() from None
     if not raw:
         raise errors.InvalidInput("body: expected a JSON object")
     try:

@@ -14,6 +14,8 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
+from protocol import decode
+from protocol.exceptions import ProtocolError
 from protocol.rest import (
     ConversationDetail,
     ConversationList,
@@ -164,6 +166,10 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def edit_message(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await read_json(request, EditRequest)
+    try:
+        decode.check_text(body.new_content, "newContent")
+    except ProtocolError as exc:
+        raise errors.InvalidInput(exc.message) from None
     result = await request.app[CHAT].edit(
         identity, _conversation_id(request), body.sequence, body.new_content
     )
@@ -209,8 +215,11 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
     conversation_id = _conversation_id(request)
     body = await read_json(request, SendRequest)
-    if not body.content.strip():
-        raise errors.InvalidInput("content: expected a non-empty string")
+    try:
+        decode.check_text(body.content, "content")
+        decode.check_client_msg_id(body.client_msg_id)
+    except ProtocolError as exc:
+        raise errors.InvalidInput(exc.message) from None
     chat = request.app[CHAT]
     start = await chat.begin_send(
         identity, conversation_id, body.content, client_msg_id=body.client_msg_id

@@ -33,7 +33,8 @@ from server.appkeys import (
 from server.broadcast import SocketIOBroadcaster
 from server.chat import ChatService
 from server.config import Settings
-from server.fanout import ChatSocketServer, FastEmitManager, FastRedisManager
+from server.event_limits import EventLimiter
+from server.fanout import FastEmitManager, FastRedisManager
 from server.generation import LocalGenerations
 from server.health import health_routes
 from server.http import error_middleware
@@ -43,6 +44,7 @@ from server.revocation import SessionRevoker
 from server.routes_auth import auth_routes
 from server.routes_conversations import conversation_routes
 from server.routes_docs import docs_routes
+from server.socket_server import ChatSocketServer
 from server.sockets import ChatNamespace
 from server.tracker import GenerationTracker, LocalTracker, RedisTracker
 
@@ -71,6 +73,7 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
         else FastEmitManager()
     )
     return ChatSocketServer(
+        handshake_timeout_s=settings.handshake_timeout_s,
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(settings.cors_origins),
@@ -171,7 +174,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts)
     app[SIO].register_namespace(
         ChatNamespace(
-            accounts, chat, app[CONNECTED], max_sockets_per_user=settings.max_sockets_per_user
+            accounts,
+            chat,
+            app[CONNECTED],
+            EventLimiter(counter, settings.limits),
+            max_sockets_per_user=settings.max_sockets_per_user,
         )
     )
     yield

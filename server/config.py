@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.settings import AISettings
+from server.event_limits import EventLimits
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -60,6 +61,7 @@ class Settings:
     max_sockets_per_user: int = 20
     handshake_timeout_s: float = 10.0
     session_check_interval_s: float = 5.0
+    limits: EventLimits = field(default_factory=EventLimits)
 
     @property
     def engineio_path(self) -> str:
@@ -240,4 +242,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         max_sockets_per_user=_int(env, "MAX_SOCKETS_PER_USER", 20, low=1, high=10_000),
         handshake_timeout_s=_float(env, "HANDSHAKE_TIMEOUT_S", 10.0, low=0.5, high=600.0),
+        limits=EventLimits(
+            sends=_int(env, "RATE_SENDS_PER_MIN", 60, low=1, high=1_000_000),
+            edits=_int(env, "RATE_EDITS_PER_MIN", 60, low=1, high=1_000_000),
+            joins=_int(env, "RATE_JOINS_PER_MIN", 240, low=1, high=1_000_000),
+            other=_int(env, "RATE_EVENTS_PER_MIN", 1200, low=1, high=1_000_000),
+            connects_per_ip=_int(env, "RATE_CONNECTS_PER_MIN_PER_IP", 600, low=1, high=1_000_000),
+            flood_refusals=_int(env, "FLOOD_DISCONNECT_AFTER", 100, low=1, high=1_000_000),
+        ),
     )

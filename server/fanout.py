@@ -34,7 +34,6 @@ from socketio import packet as sio_packet
 
 __all__ = [
     "ChatEngineServer",
-    "ChatSocketServer",
     "FastEmitManager",
     "FastRedisManager",
 ]
@@ -87,13 +86,6 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         if not eio_socket.queue.empty():
             return None
         return ws
-
-
-class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio server on `ChatEngineServer`."""
-
-    def _engineio_server_class(self) -> type[ChatEngineServer]:
-        return ChatEngineServer
 
 
 def _encode_event(namespace: str, event: str, args: list[Any]) -> str:

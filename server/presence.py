@@ -34,6 +34,9 @@ class ConnectedSockets:
                     del self._by_user[identity.user_id]
         return identity
 
+    def identity(self, sid: str) -> Identity | None:
+        return self._by_sid.get(sid)
+
     def count_for_user(self, user_id: uuid.UUID) -> int:
         return len(self._by_user.get(user_id, ()))
 

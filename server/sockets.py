@@ -47,6 +47,7 @@ from server import exceptions as errors
 from server.accounts import Accounts
 from server.chat import ChatService
 from server.error_mapping import to_service_error
+from server.event_limits import EventLimiter
 from server.identity import Identity
 from server.presence import ConnectedSockets
 from server.timefmt import now_iso
@@ -96,6 +97,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         accounts: Accounts,
         chat: ChatService,
         connected: ConnectedSockets,
+        limiter: EventLimiter,
         *,
         max_sockets_per_user: int,
     ) -> None:
@@ -103,6 +105,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._accounts = accounts
         self._chat = chat
         self._connected = connected
+        self._limiter = limiter
         self._max_sockets = max_sockets_per_user
         self._handlers: dict[str, tuple[Handler, str]] = {
             ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
@@ -122,16 +125,21 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if event == "disconnect":
             return await self._disconnect(*args)
         sid: str = args[0]
-        entry = self._handlers.get(event)
-        if entry is None:
-            return await self._refuse(
-                sid, _UnknownEvent(f"Unknown event {event[:64]!r}"), ErrorCode.UNKNOWN_EVENT
-            )
-        handler, failure_code = entry
+        handler, failure_code = self._handlers.get(event, (None, ErrorCode.UNKNOWN_EVENT))
         try:
+            identity = self._connected.identity(sid)
+            if identity is None:
+                raise errors.Unauthorized()
+            await self._limiter.check_event(identity.user_id, event)
+            if handler is None:
+                raise _UnknownEvent(f"Unknown event {event[:64]!r}")
             return _wire(await handler(sid, tuple(args[1:])))
         except Exception as exc:  # every failure gets an ack and an error event
-            return await self._refuse(sid, to_service_error(exc), failure_code)
+            error = to_service_error(exc)
+            if isinstance(error, errors.RateLimited) and await self._limiter.is_flooding(sid):
+                _LOG.warning("disconnecting a flooding socket sid=%s", sid)
+                await self.disconnect(sid)
+            return await self._refuse(sid, error, failure_code)
 
     async def _refuse(self, sid: str, error: errors.ServiceError, failure_code: str) -> Any:
         code = _socket_code(error, failure_code)
@@ -159,6 +167,11 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # ── connection ──────────────────────────────────────────────────────────
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ.get("aiohttp.request")
+        try:
+            await self._limiter.check_connect(getattr(request, "remote", None))
+        except errors.RateLimited as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         token = _token_from(environ, auth)
         if token is None:
             raise socketio.exceptions.ConnectionRefusedError("Authentication token required")

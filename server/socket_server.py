@@ -1,0 +1,54 @@
+"""Our python-socketio server: the fast engine, and a handshake timeout.
+
+python-socketio keeps an engine.io session that never sends the Socket.IO CONNECT
+packet alive forever (pings keep answering); a script can hold thousands of those.
+Here such a session is closed `handshake_timeout_s` after it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio
+
+from server.fanout import ChatEngineServer
+
+__all__ = ["ChatSocketServer"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *, handshake_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._handshake_timeout_s = handshake_timeout_s
+        self._handshake_checks: set[asyncio.Task[None]] = set()
+
+    def _engineio_server_class(self) -> type[ChatEngineServer]:
+        return ChatEngineServer
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        task = asyncio.create_task(self._expire_handshake(eio_sid))
+        self._handshake_checks.add(task)
+        task.add_done_callback(self._handshake_checks.discard)
+        return result
+
+    async def _expire_handshake(self, eio_sid: str) -> None:
+        await asyncio.sleep(self._handshake_timeout_s)
+        if eio_sid not in self.eio.sockets:
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return
+        _LOG.info("closing an engine.io session that never completed the Socket.IO handshake")
+        try:
+            await self.eio.disconnect(eio_sid)
+        except Exception as exc:  # already gone: nothing to close
+            _LOG.debug("handshake expiry: %s", type(exc).__name__)
+
+    async def shutdown(self) -> None:
+        for task in list(self._handshake_checks):
+            task.cancel()
+        await super().shutdown()

@@ -182,9 +182,10 @@ def _client_docs() -> list[_ClientDoc]:
         _ClientDoc(
             ClientEvent.PING,
             "seed",
-            "Liveness check, no argument: `pong` to this socket; the ack is the same payload.",
+            "Liveness check, no argument: `pong` to this socket; [ext] the ack is "
+            "`{success: true, timestamp}`.",
             None,
-            se.Pong(timestamp=1705312800000),
+            se.PingAck(success=True, timestamp=1705312800000),
             [],
         ),
     ]

@@ -29,6 +29,7 @@ __all__ = [
     "MessageAdded",
     "NeedsRegeneration",
     "OkAck",
+    "PingAck",
     "Pong",
     "SendAck",
     "SendMessageRequest",
@@ -212,6 +213,13 @@ class OkAck(_Payload):
     """A plain successful ack (`leave-conversation`)."""
 
     success: bool
+
+
+class PingAck(_Payload):
+    """[ext] The ack of `ping`: like every ack, it carries `success`."""
+
+    success: bool
+    timestamp: int
 
 
 class StopAck(_Payload):

@@ -46,7 +46,8 @@ ClientMsgId = Annotated[
         description="Client-chosen idempotency key for a send.",
     ),
 ]
-Title = Annotated[str, msgspec.Meta(max_length=200)]
+# Titles and model names are stored as text: PostgreSQL refuses NUL in text columns.
+Title = Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00]*$")]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
 # Login takes any non-empty password up to the limit: a rule tightened later must not

@@ -23,7 +23,7 @@ from server.identity import Identity
 
 __all__ = ["Accounts", "LoginResult", "normalise_email"]
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _BAD_CREDENTIALS = "Invalid email or password"
 
 

@@ -147,7 +147,7 @@ class ChatService:
         self, identity: Identity, *, title: str | None, model: str | None
     ) -> storage.ConversationRecord:
         model = (model or self._registry.default_model).strip()
-        if not model or len(model) > 100:
+        if not model or len(model) > 100 or not model.isprintable():
             raise errors.InvalidInput("model: expected a model name of at most 100 characters")
         try:
             self._registry.provider_for(model)

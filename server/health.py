@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import socketio
 from aiohttp import web
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from protocol.rest import Health
 from server.appkeys import POOL, REDIS, SIO
@@ -64,7 +64,7 @@ async def pubsub_listener_state(sio: Any, *, timeout_s: float = _TIMEOUT_S) -> s
     manager has not started listening yet, is "ok".
     """
     manager = sio.manager
-    if not isinstance(manager, socketio.AsyncPubSubManager) or not sio.manager_initialized:
+    if not isinstance(manager, AsyncPubSubManager) or not sio.manager_initialized:
         return _OK
     listener = getattr(manager, "thread", None)
     if not isinstance(listener, asyncio.Future) or listener.done():

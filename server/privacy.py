@@ -21,7 +21,7 @@ import asyncio
 import hmac
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +31,6 @@ import crypto
 import storage
 from server import exceptions as errors
 from server.chat import DecodedMessage
-from server.config import ConfigError
 from server.generation import CancelMode
 from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
@@ -44,11 +43,8 @@ __all__ = [
     "ConversationExport",
     "ErasedAccount",
     "PrivacyService",
-    "PurgeSettings",
     "RotationResult",
-    "StructureReport",
     "VerifyReport",
-    "load_purge_settings",
     "purge_loop",
 ]
 
@@ -104,48 +100,6 @@ class ErasedAccount:
 class RotationResult:
     key_version: int
     reencrypted: int
-
-
-@dataclass(frozen=True, slots=True)
-class StructureReport:
-    """What can be checked without the user's keys: positions and the stored head."""
-
-    conversation_id: uuid.UUID
-    message_count: int
-    stored_messages: int
-    contiguous: bool
-    head_matches: bool
-
-    @property
-    def intact(self) -> bool:
-        return self.contiguous and self.head_matches
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeSettings:
-    """How long soft-deleted conversations are kept, and how often the purge runs."""
-
-    retention: timedelta = timedelta(days=30)
-    interval_s: float = 3600.0
-
-
-def load_purge_settings(env: Mapping[str, str]) -> PurgeSettings:
-    """`PURGE_RETENTION_DAYS` (1..3650, default 30), `PURGE_INTERVAL_S` (10..604800, 3600)."""
-    days_raw = env.get("PURGE_RETENTION_DAYS", "").strip() or "30"
-    interval_raw = env.get("PURGE_INTERVAL_S", "").strip() or "3600"
-    try:
-        days = int(days_raw)
-    except ValueError:
-        raise ConfigError(f"PURGE_RETENTION_DAYS must be an integer, got {days_raw!r}") from None
-    try:
-        interval = float(interval_raw)
-    except ValueError:
-        raise ConfigError(f"PURGE_INTERVAL_S must be a number, got {interval_raw!r}") from None
-    if not 1 <= days <= 3650:
-        raise ConfigError(f"PURGE_RETENTION_DAYS must be between 1 and 3650, got {days}")
-    if not 10.0 <= interval <= 7 * 86400.0:
-        raise ConfigError(f"PURGE_INTERVAL_S must be between 10 and 604800, got {interval}")
-    return PurgeSettings(retention=timedelta(days=days), interval_s=interval)
 
 
 def _decode(
@@ -435,36 +389,6 @@ class PrivacyService:
             total += purged
             if purged < self._batch:
                 return total
-
-    # ── administration ──────────────────────────────────────────────────────
-
-    async def inspect_structure(self, user_id: uuid.UUID) -> list[StructureReport]:
-        """Keyless checks of a user's live conversations, for the administrator.
-
-        Without the user's password nothing can be decrypted and no HMAC recomputed:
-        this only checks that messages 1..n are all there and that the stored head is
-        the last message's link.
-        """
-        reports: list[StructureReport] = []
-        async with storage.user_tx(self._pool, user_id) as con:
-            records = await storage.list_conversations(con, limit=_ALL_CONVERSATIONS, offset=0)
-        for record in records:
-            async with storage.user_tx(self._pool, user_id) as con:
-                locked = await privacy_sql.get_conversation_for_share(con, record.id)
-                if locked is None:
-                    continue
-                rows = await storage.list_messages(con, record.id)
-            reports.append(
-                StructureReport(
-                    conversation_id=record.id,
-                    message_count=locked.message_count,
-                    stored_messages=len(rows),
-                    contiguous=[r.seq for r in rows] == list(range(1, len(rows) + 1)),
-                    head_matches=(rows[-1].link if rows else None) == locked.merkle_root
-                    and len(rows) == locked.message_count,
-                )
-            )
-        return reports
 
 
 def _integrity_conflict(sequence: int) -> errors.Conflict:

@@ -15,7 +15,10 @@ import socketio
 
 from server.fanout import ChatEngineServer
 
-__all__ = ["ChatSocketServer"]
+__all__ = ["RESERVED_EVENTS", "UNNAMED_EVENT", "ChatSocketServer"]
+
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting", "message"})
+UNNAMED_EVENT = "(reserved or invalid event name)"
 
 _LOG = logging.getLogger(__name__)
 
@@ -28,6 +31,15 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def _engineio_server_class(self) -> type[ChatEngineServer]:
         return ChatEngineServer
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> Any:
+        """A client may not fire the reserved events (`connect`, `disconnect`, ...) nor send
+        an event name that is not a string: both arrive at handlers as an unknown event."""
+        if not isinstance(data, list) or not data:
+            data = [UNNAMED_EVENT]
+        elif not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+            data = [UNNAMED_EVENT, *data[1:]]
+        return await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)

@@ -36,6 +36,7 @@ from protocol.socket_events import (
     JoinAck,
     MessageAdded,
     OkAck,
+    PingAck,
     Pong,
     SendAck,
     StatePayload,
@@ -339,9 +340,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return StopAck(success=True, stopped=stopped)
 
     async def _ping(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
-        pong = Pong(timestamp=int(time.time() * 1000))
-        await self.emit(str(ServerEvent.PONG), _wire(pong), to=sid)
-        return pong
+        now = int(time.time() * 1000)
+        await self.emit(str(ServerEvent.PONG), _wire(Pong(timestamp=now)), to=sid)
+        return PingAck(success=True, timestamp=now)
 
 
 class _UnknownEvent(errors.ServiceError):

@@ -395,7 +395,7 @@ ACKS = {
     "send-message": se.SendAck,
     "edit-message": se.EditAck,
     "stop-generation": se.StopAck,
-    "ping": se.Pong,
+    "ping": se.PingAck,
 }
 CLIENT_DECODERS = {
     "join-conversation": decode.decode_join,

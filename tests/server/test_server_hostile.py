@@ -43,7 +43,7 @@ async def test_send_rate_limit_refuses_with_retry_after_and_keeps_the_socket(
         assert tab.connected.is_set()
         [pong] = await tab.emit("ping")
         assert "timestamp" in pong
-        status, body = await live.call(
+        _, body = await live.call(
             "GET", f"/api/conversations/{conversation_id}", token=account["token"]
         )
         assert body["messageCount"] == 6
@@ -104,9 +104,7 @@ async def test_a_foreign_origin_is_refused(server: LiveServer, transport: str) -
         if transport == "polling":
             async with http.get(url, headers=headers) as response:
                 assert response.status == 400
-                assert "evil.example" not in response.headers.get(
-                    "Access-Control-Allow-Origin", ""
-                )
+                assert "evil.example" not in response.headers.get("Access-Control-Allow-Origin", "")
         else:
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 async with http.ws_connect(url, headers=headers):
@@ -119,9 +117,7 @@ async def test_a_foreign_origin_is_refused(server: LiveServer, transport: str) -
             assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
 
 
-async def test_connections_per_ip_are_limited(
-    server_db: TempDatabase, node: NodeClients
-) -> None:
+async def test_connections_per_ip_are_limited(server_db: TempDatabase, node: NodeClients) -> None:
     settings_ = test_settings(server_db.app_dsn, RATE_CONNECTS_PER_MIN_PER_IP="3")
     async with live_server(settings_) as live:
         account = await live.register()
@@ -144,7 +140,7 @@ async def test_forged_tokens_are_refused_on_rest_and_sockets(
     header_b64 = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
     body_b64 = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     attacker_claims = jwt.decode(attacker["token"], options={"verify_signature": False})
-    head, payload_part, signature = victim["token"].split(".")
+    head, _, signature = victim["token"].split(".")
     tampered_claims = {**claims, "sub": attacker_claims["sub"]}
     tampered_body = base64.urlsafe_b64encode(json.dumps(tampered_claims).encode()).rstrip(b"=")
     forged = {
@@ -163,7 +159,10 @@ async def test_forged_tokens_are_refused_on_rest_and_sockets(
         assert body["code"] == "UNAUTHORIZED"
         client = await node.connect(server.base_url, token=token)
         assert client.connect_error is not None, name
-        assert client.connect_error.startswith("Authentication failed"), (name, client.connect_error)
+        assert client.connect_error.startswith("Authentication failed"), (
+            name,
+            client.connect_error,
+        )
     # the genuine token still works
     status, _ = await server.call("GET", "/api/auth/me", token=victim["token"])
     assert status == 200
@@ -186,13 +185,15 @@ async def test_logs_never_carry_content_tokens_or_passwords(
     account = await server.register(password=password)
     conversation_id = await server.create_conversation(account["token"])
     tab = await node.connect(server.base_url, token=account["token"], transports=["polling"])
-    [ack] = await tab.emit("join-conversation", conversation_id)
+    await tab.emit("join-conversation", conversation_id)
     secret = f"plaintext-{uuid.uuid4().hex}"
-    [ack] = await tab.emit("send-message", {"content": secret})
+    await tab.emit("send-message", {"content": secret})
     reply = (await tab.wait_for("ai-complete")).data["content"]
-    [ack] = await tab.emit("edit-message", {"sequence": 1, "newContent": secret + "-edited"})
+    await tab.emit("edit-message", {"sequence": 1, "newContent": secret + "-edited"})
     await tab.wait_for("ai-complete", after=len(tab.events) - 1)
-    await server.call("POST", "/api/auth/login", json={"email": "x@example.com", "password": password})
+    await server.call(
+        "POST", "/api/auth/login", json={"email": "x@example.com", "password": password}
+    )
     await tab.disconnect()
     text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     for needle in (secret, reply, password, account["token"]):
@@ -201,8 +202,9 @@ async def test_logs_never_carry_content_tokens_or_passwords(
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 EVENTS = st.sampled_from(
@@ -221,9 +223,7 @@ EVENTS = st.sampled_from(
 )
 
 
-async def test_fuzzed_events_never_break_the_server(
-    server: LiveServer, node: NodeClients
-) -> None:
+async def test_fuzzed_events_never_break_the_server(server: LiveServer, node: NodeClients) -> None:
     """Every event, every JSON shape, wrong arities, binary attachments and oversized frames."""
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted:3:0")

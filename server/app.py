@@ -111,6 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_on_shutdown)
     return app
 
 
@@ -182,7 +183,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         )
     )
     yield
-    await app[GENERATIONS].drain(settings.shutdown_grace_s)
     await registry.aclose()
 
 
@@ -200,7 +200,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    # Close the sockets so clients reconnect elsewhere instead of waiting for a timeout.
-    for sid in list(app[CONNECTED].all_sids()):
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Runs once the listening sockets are closed, before open connections are waited for:
+    running replies may finish (bounded by SHUTDOWN_GRACE_S), then every socket is closed
+    so its client reconnects to another instance instead of waiting for a timeout."""
+    await app[GENERATIONS].drain(app[SETTINGS].shutdown_grace_s)
+    for sid in app[CONNECTED].all_sids():
         with contextlib.suppress(Exception):
             await app[SIO].disconnect(sid)

@@ -242,9 +242,7 @@ def _password(args: argparse.Namespace, stdin: TextIO) -> str | None:
     return None
 
 
-async def _verify(
-    settings: Settings, args: argparse.Namespace, stdin: TextIO, out: TextIO
-) -> int:
+async def _verify(settings: Settings, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     password = _password(args, stdin)
     pool = await storage.create_pool(_app_dsn(settings), min_size=1, max_size=2)
     try:

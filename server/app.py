@@ -24,6 +24,7 @@ from server.appkeys import (
     CHAT,
     CONNECTED,
     LOGIN_LIMITER,
+    METRICS,
     POOL,
     REDIS,
     REVOKER,
@@ -38,6 +39,7 @@ from server.fanout import FastEmitManager, FastRedisManager
 from server.generation import LocalGenerations
 from server.health import health_routes
 from server.http import error_middleware
+from server.metrics import Metrics, metrics_handler
 from server.presence import ConnectedSockets
 from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
 from server.revocation import SessionRevoker
@@ -87,6 +89,41 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
     )
 
 
+def _metrics(app: web.Application, sio: socketio.AsyncServer) -> Metrics:
+    metrics = Metrics()
+    metrics.gauge(
+        "scca_connected_sockets", "Sockets connected to this instance", lambda: len(app[CONNECTED])
+    )
+    metrics.gauge(
+        "scca_generations_running",
+        "Replies being generated on this instance",
+        lambda: len(app[GENERATIONS].all()),
+    )
+    metrics.gauge(
+        "scca_fanout_direct_frames",
+        "Frames written straight into websockets",
+        lambda: sio.manager.direct_frames,
+    )
+    metrics.gauge(
+        "scca_fanout_queued_frames",
+        "Frames sent through engine.io queues",
+        lambda: sio.manager.queued_frames,
+    )
+    return metrics
+
+
+async def _serve_metrics(request: web.Request) -> web.StreamResponse:
+    app = request.app
+
+    async def database() -> None:
+        async with app[POOL].acquire() as con:
+            await con.fetchval("SELECT 1")
+
+    redis_ping = app[REDIS].ping if REDIS in app else None
+    handler = metrics_handler(app[METRICS], database, redis_ping)
+    return await handler(request)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole server as an aiohttp application."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
@@ -95,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SIO] = sio
     app[CONNECTED] = ConnectedSockets()
     app[GENERATIONS] = LocalGenerations()
+    app[METRICS] = _metrics(app, sio)
     sio.attach(app, socketio_path=settings.engineio_path)
     # socket.io-client adds a trailing slash by default; the seed's server did not
     # require one (addTrailingSlash: false). Accept both.
@@ -107,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(auth_routes())
     app.add_routes(conversation_routes())
     app.add_routes(docs_routes())
+    app.router.add_get("/metrics", _serve_metrics)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
@@ -161,9 +200,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     chat = ChatService(
         app[POOL],
         registry,
-        SocketIOBroadcaster(app[SIO]),
+        SocketIOBroadcaster(app[SIO], app[METRICS]),
         app[GENERATIONS],
         tracker,
+        app[METRICS],
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
         coalesce_ms=settings.coalesce_ms,
@@ -179,6 +219,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             chat,
             app[CONNECTED],
             EventLimiter(counter, settings.limits),
+            app[METRICS],
             max_sockets_per_user=settings.max_sockets_per_user,
         )
     )

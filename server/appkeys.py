@@ -10,6 +10,7 @@ from aiohttp import web
 from server.accounts import Accounts
 from server.chat import ChatService
 from server.config import Settings
+from server.metrics import Metrics
 from server.presence import ConnectedSockets
 from server.ratelimit import LoginLimiter
 from server.revocation import SessionRevoker
@@ -19,6 +20,7 @@ __all__ = [
     "CHAT",
     "CONNECTED",
     "LOGIN_LIMITER",
+    "METRICS",
     "POOL",
     "REDIS",
     "REVOKER",
@@ -35,3 +37,4 @@ CHAT = web.AppKey("chat", ChatService)
 CONNECTED = web.AppKey("connected", ConnectedSockets)
 REVOKER = web.AppKey("revoker", SessionRevoker)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+METRICS = web.AppKey("metrics", Metrics)

@@ -14,6 +14,7 @@ import socketio
 
 from protocol.names import ServerEvent, conversation_room, token_room
 from protocol.socket_events import AiToken
+from server.metrics import Metrics
 
 __all__ = ["Broadcaster", "SocketIOBroadcaster"]
 
@@ -40,8 +41,9 @@ def _wire(payload: msgspec.Struct) -> Any:
 class SocketIOBroadcaster:
     """Room emits through python-socketio (and its Redis manager across instances)."""
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: socketio.AsyncServer, metrics: Metrics) -> None:
         self._sio = sio
+        self._metrics = metrics
 
     async def to_conversation(
         self,
@@ -51,15 +53,18 @@ class SocketIOBroadcaster:
         *,
         skip_sid: str | None = None,
     ) -> None:
+        self._metrics.events_out.labels(str(event)).inc()
         await self._sio.emit(
             str(event), _wire(payload), room=conversation_room(conversation_id), skip_sid=skip_sid
         )
 
     async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None:
+        self._metrics.events_out.labels(str(event)).inc()
         await self._sio.emit(str(event), _wire(payload), to=sid)
 
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
         event = str(ServerEvent.AI_TOKEN)
+        self._metrics.tokens.inc()
         await self._sio.emit(
             event, _wire(full), room=token_room(conversation_id, with_partial=True)
         )

@@ -30,6 +30,7 @@ from server.broadcast import Broadcaster
 from server.generation import CancelMode, LocalGenerations, RunningGeneration
 from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.metrics import Metrics
 from server.replies import ReplyRunner
 from server.timefmt import iso, now_iso
 from server.tracker import GenerationTracker
@@ -109,6 +110,7 @@ class ChatService:
         broadcaster: Broadcaster,
         generations: LocalGenerations,
         tracker: GenerationTracker,
+        metrics: Metrics,
         *,
         max_conversations_per_user: int,
         lock_ttl_s: float,
@@ -130,6 +132,7 @@ class ChatService:
             broadcaster,
             generations,
             tracker,
+            metrics,
             lock_ttl_s=lock_ttl_s,
             coalesce_ms=coalesce_ms,
             system_prompt=system_prompt,

@@ -58,7 +58,7 @@ async def _ping(app: web.Application) -> bool:
 
 
 async def pubsub_listener_state(sio: Any, *, timeout_s: float = _TIMEOUT_S) -> str:
-    """"ok", "listener stopped" or "listener stalled" for a pub/sub client manager.
+    """ "ok", "listener stopped" or "listener stalled" for a pub/sub client manager.
 
     `sio` is the `socketio.AsyncServer`; a server without a pub/sub manager, or whose
     manager has not started listening yet, is "ok".

@@ -15,7 +15,7 @@ from protocol import decode
 from protocol.exceptions import ProtocolError
 from protocol.rest import ErrorBody
 from server import exceptions as errors
-from server.appkeys import ACCOUNTS
+from server.appkeys import ACCOUNTS, METRICS
 from server.error_mapping import to_service_error
 from server.identity import Identity
 
@@ -109,6 +109,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(exc.status, exc.reason)
     except Exception as exc:
         error = to_service_error(exc)
+        if METRICS in request.app:
+            request.app[METRICS].error(error.code, "rest")
         retry = error.retry_after if isinstance(error, errors.RateLimited) else None
         if error.status == 401:
             response = _error_response(401, error.message, error.code)

@@ -102,9 +102,7 @@ class RotationResult:
     reencrypted: int
 
 
-def _decode(
-    keys: crypto.ConversationKeys, record: storage.MessageRecord
-) -> DecodedMessage:
+def _decode(keys: crypto.ConversationKeys, record: storage.MessageRecord) -> DecodedMessage:
     try:
         message = crypto.unpack(
             keys, record.conversation_id, record.token, expected_sequence=record.seq

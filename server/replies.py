@@ -28,6 +28,7 @@ from server.generation import (
 )
 from server.identity import Identity
 from server.keyring import open_conversation_keys
+from server.metrics import Metrics
 from server.timefmt import now_iso
 from server.tracker import GenerationTracker
 
@@ -47,6 +48,7 @@ class ReplyRunner:
         broadcaster: Broadcaster,
         generations: LocalGenerations,
         tracker: GenerationTracker,
+        metrics: Metrics,
         *,
         lock_ttl_s: float,
         coalesce_ms: float,
@@ -59,6 +61,7 @@ class ReplyRunner:
         self._broadcast = broadcaster
         self._generations = generations
         self._tracker = tracker
+        self._metrics = metrics
         self._lock_ttl_s = lock_ttl_s
         self._coalesce_s = coalesce_ms / 1000.0
         self._system_prompt = system_prompt
@@ -78,8 +81,11 @@ class ReplyRunner:
     ) -> GenerationOutcome:
         await self._tracker.started(generation)
         try:
-            return await self._generate(generation, identity, model)
+            outcome = await self._generate(generation, identity, model)
+            self._metrics.generations.labels(_outcome_label(outcome)).inc()
+            return outcome
         except AIError as exc:
+            self._metrics.generations.labels("error").inc()
             return await self._fail(generation, identity, exc.code, exc.message)
         except asyncio.CancelledError:
             await self._release(generation, identity)
@@ -326,3 +332,11 @@ class ReplyRunner:
 
 class _Discarded(Exception):
     """The conversation vanished before the reply started."""
+
+
+def _outcome_label(outcome: GenerationOutcome) -> str:
+    if outcome.error_code is not None:
+        return "error"
+    if outcome.discarded:
+        return "discarded"
+    return "stopped" if outcome.stopped else "completed"

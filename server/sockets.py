@@ -50,6 +50,7 @@ from server.chat import ChatService
 from server.error_mapping import to_service_error
 from server.event_limits import EventLimiter
 from server.identity import Identity
+from server.metrics import Metrics
 from server.presence import ConnectedSockets
 from server.timefmt import now_iso
 
@@ -99,6 +100,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         chat: ChatService,
         connected: ConnectedSockets,
         limiter: EventLimiter,
+        metrics: Metrics,
         *,
         max_sockets_per_user: int,
     ) -> None:
@@ -107,6 +109,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._chat = chat
         self._connected = connected
         self._limiter = limiter
+        self._metrics = metrics
         self._max_sockets = max_sockets_per_user
         self._handlers: dict[str, tuple[Handler, str]] = {
             ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
@@ -126,6 +129,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if event == "disconnect":
             return await self._disconnect(*args)
         sid: str = args[0]
+        self._metrics.event_in(event)
         handler, failure_code = self._handlers.get(event, (None, ErrorCode.UNKNOWN_EVENT))
         try:
             identity = self._connected.identity(sid)
@@ -147,6 +151,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # The seed's `error` event says SEND_FAILED for a failed reply; the ack and the
         # room's `ai-error` carry the precise AI_* code.
         event_code = failure_code if isinstance(error, errors.GenerationFailed) else code
+        self._metrics.error(code, "socket")
         try:
             await self.emit(
                 str(ServerEvent.ERROR),

@@ -59,3 +59,26 @@ async def test_heartbeats_keep_flowing_during_a_fast_stream(
         assert tab.connected.is_set()
         tokens = [e.data["tokenIndex"] for e in tab.named("ai-token")]
         assert tokens == list(range(1, 401))
+
+
+async def test_metrics_are_exposed_in_prometheus_format(
+    server: LiveServer, node: NodeClients
+) -> None:
+    account = await server.register()
+    conversation_id = await server.create_conversation(account["token"], model="scripted:5:0")
+    tab = await node.connect(server.base_url, token=account["token"])
+    await tab.emit("join-conversation", conversation_id)
+    await tab.emit("send-message", {"content": "measure me"})
+    await tab.emit("no-such-event")
+    async with server.http.get(server.base_url + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    assert "scca_connected_sockets 1.0" in text
+    assert 'scca_socket_events_in_total{event="send-message"} 1.0' in text
+    assert 'scca_socket_events_in_total{event="other"} 1.0' in text
+    assert "scca_ai_tokens_streamed_total 5.0" in text
+    assert 'scca_generations_total{outcome="completed"} 1.0' in text
+    assert 'scca_errors_total{code="UNKNOWN_EVENT",transport="socket"} 1.0' in text
+    assert "scca_database_latency_seconds" in text
+    await tab.disconnect()

@@ -42,6 +42,7 @@ from server.http import error_middleware
 from server.metrics import Metrics, metrics_handler
 from server.presence import ConnectedSockets
 from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
+from server.replies import ReplyRunner
 from server.revocation import SessionRevoker
 from server.routes_auth import auth_routes
 from server.routes_conversations import conversation_routes
@@ -197,19 +198,28 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         else LocalTracker(app[GENERATIONS])
     )
     app[TRACKER] = tracker
-    chat = ChatService(
+    broadcaster = SocketIOBroadcaster(app[SIO], app[METRICS])
+    replies = ReplyRunner(
         app[POOL],
         registry,
-        SocketIOBroadcaster(app[SIO], app[METRICS]),
+        broadcaster,
         app[GENERATIONS],
         tracker,
         app[METRICS],
-        max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
         coalesce_ms=settings.coalesce_ms,
         system_prompt=settings.ai.system_prompt,
         context_budget_tokens=settings.ai.context_budget_tokens,
         max_reply_tokens=settings.ai.max_reply_tokens,
+    )
+    chat = ChatService(
+        app[POOL],
+        registry,
+        broadcaster,
+        tracker,
+        replies,
+        max_conversations_per_user=settings.max_conversations_per_user,
+        lock_ttl_s=settings.generation_lock_ttl_s,
     )
     app[CHAT] = chat
     app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts)

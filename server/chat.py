@@ -27,10 +27,9 @@ from protocol.socket_events import (
 )
 from server import exceptions as errors
 from server.broadcast import Broadcaster
-from server.generation import CancelMode, LocalGenerations, RunningGeneration
+from server.generation import CancelMode, RunningGeneration
 from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
-from server.metrics import Metrics
 from server.replies import ReplyRunner
 from server.timefmt import iso, now_iso
 from server.tracker import GenerationTracker
@@ -108,41 +107,19 @@ class ChatService:
         pool: asyncpg.Pool,
         registry: ProviderRegistry,
         broadcaster: Broadcaster,
-        generations: LocalGenerations,
         tracker: GenerationTracker,
-        metrics: Metrics,
+        replies: ReplyRunner,
         *,
         max_conversations_per_user: int,
         lock_ttl_s: float,
-        coalesce_ms: float,
-        system_prompt: str,
-        context_budget_tokens: int,
-        max_reply_tokens: int,
     ) -> None:
         self._pool = pool
         self._registry = registry
         self._broadcast = broadcaster
-        self._generations = generations
         self._tracker = tracker
+        self._replies = replies
         self._max_conversations = max_conversations_per_user
         self._lock_ttl_s = lock_ttl_s
-        self._replies = ReplyRunner(
-            pool,
-            registry,
-            broadcaster,
-            generations,
-            tracker,
-            metrics,
-            lock_ttl_s=lock_ttl_s,
-            coalesce_ms=coalesce_ms,
-            system_prompt=system_prompt,
-            context_budget_tokens=context_budget_tokens,
-            max_reply_tokens=max_reply_tokens,
-        )
-
-    @property
-    def generations(self) -> LocalGenerations:
-        return self._generations
 
     # ── conversations ───────────────────────────────────────────────────────
 
@@ -347,15 +324,7 @@ class ChatService:
                 if first is not None:
                     return self._duplicate(conversation_id, first.seq, record.message_count)
             user_seq = record.message_count + 1
-            acquired = await storage.acquire_generation(
-                con,
-                conversation_id=conversation_id,
-                user_id=identity.user_id,
-                owner=owner,
-                sequence=user_seq + 1,
-                ttl_seconds=self._lock_ttl_s,
-            )
-            if not acquired:
+            if not await self._acquire(con, identity, conversation_id, owner, user_seq + 1):
                 raise errors.Busy()
             keys = open_conversation_keys(
                 identity, conversation_id, record.wrapped_key, record.key_version
@@ -396,8 +365,26 @@ class ChatService:
             message_count=user_seq,
         )
 
+    async def _acquire(
+        self,
+        con: storage.Connection,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        owner: uuid.UUID,
+        sequence: int,
+    ) -> bool:
+        """Take the conversation's generation lock (PostgreSQL, expiring) for `sequence`."""
+        return await storage.acquire_generation(
+            con,
+            conversation_id=conversation_id,
+            user_id=identity.user_id,
+            owner=owner,
+            sequence=sequence,
+            ttl_seconds=self._lock_ttl_s,
+        )
+
     def _duplicate(self, conversation_id: uuid.UUID, user_seq: int, count: int) -> SendStart:
-        running = self._generations.get(conversation_id)
+        running = self._replies.running(conversation_id)
         generation = running if running is not None and running.sequence == user_seq + 1 else None
         return SendStart(
             user_sequence=user_seq,
@@ -537,15 +524,7 @@ class ChatService:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None or record.message_count != user_seq:
                 return None  # something newer happened meanwhile; nothing to regenerate
-            acquired = await storage.acquire_generation(
-                con,
-                conversation_id=conversation_id,
-                user_id=identity.user_id,
-                owner=owner,
-                sequence=user_seq + 1,
-                ttl_seconds=self._lock_ttl_s,
-            )
-            if not acquired:
+            if not await self._acquire(con, identity, conversation_id, owner, user_seq + 1):
                 return None
             await storage.append_audit(
                 con,

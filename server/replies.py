@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import asyncpg
 from msgspec import UNSET
@@ -67,6 +68,10 @@ class ReplyRunner:
         self._system_prompt = system_prompt
         self._budget = context_budget_tokens
         self._max_reply_tokens = max_reply_tokens
+
+    def running(self, conversation_id: uuid.UUID) -> RunningGeneration | None:
+        """The generation of this conversation running on this instance, if any."""
+        return self._generations.get(conversation_id)
 
     def start(self, generation: RunningGeneration, identity: Identity, model: str) -> None:
         """Register the generation and start its task (no await: listeners attach first)."""

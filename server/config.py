@@ -6,6 +6,7 @@ A bad value stops start-up with one line naming the variable (`ConfigError`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import secrets
@@ -213,8 +214,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         and (ai.anthropic_api_key is None)
     ):
         _LOG.warning("APP_ENV=production with no AI provider configured: replies are scripted")
-    return Settings(
-        secret_key=_secret(env, production, data_dir),
+    settings = Settings(
+        secret_key=b"",
         database_url=database_url,
         app_database_url=_optional(env, "APP_DATABASE_URL"),
         db_app_role=env.get("DB_APP_ROLE", "scca_app").strip() or "scca_app",
@@ -251,3 +252,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             flood_refusals=_int(env, "FLOOD_DISCONNECT_AFTER", 100, low=1, high=1_000_000),
         ),
     )
+    # Last: every other variable is valid before a development secret is written.
+    return dataclasses.replace(settings, secret_key=_secret(env, production, data_dir))

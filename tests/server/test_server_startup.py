@@ -141,13 +141,12 @@ async def test_embedded_database_start_stop_and_restart(tmp_path: Path) -> None:
 
         proc = await _start(data_dir, port)
         await _wait_healthy(port, proc)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(
-                f"http://127.0.0.1:{port}/api/conversations",
-                headers={"Authorization": f"Bearer {token}"},
-            ) as r:
-                assert r.status == 200, "the token (and its secret) survived the restart"
-                titles = [c["title"] for c in (await r.json())["conversations"]]
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{port}/api/conversations",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r:
+            assert r.status == 200, "the token (and its secret) survived the restart"
+            titles = [c["title"] for c in (await r.json())["conversations"]]
         assert titles == ["kept"]
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -171,6 +171,22 @@ class ChatService:
             raise errors.NotFound()
         return record
 
+    async def open_for_join(
+        self, identity: Identity, conversation_id: uuid.UUID
+    ) -> tuple[storage.ConversationRecord, bool]:
+        """The conversation, and whether its stored root is the last message's link (O(1))."""
+        async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is None:
+                raise errors.NotFound()
+            last = (
+                await storage.get_message(con, conversation_id, record.message_count)
+                if record.message_count
+                else None
+            )
+        stored_link = last.link if last is not None else None
+        return record, stored_link == record.merkle_root
+
     async def rename(
         self, identity: Identity, conversation_id: uuid.UUID, title: str | None
     ) -> storage.ConversationRecord:

@@ -232,7 +232,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         state = await self._state(sid)
         request = decode.decode_join(args[0] if args else None)
         conversation_id = request.conversation_id
-        record = await self._chat.get_conversation(state.identity, conversation_id)
+        record, root_ok = await self._chat.open_for_join(state.identity, conversation_id)
         if state.conversation_id is not None and state.conversation_id != conversation_id:
             await self._leave_rooms(sid, state.conversation_id)
         await self.enter_room(sid, conversation_room(conversation_id))
@@ -253,6 +253,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "message_count": record.message_count,
             "merkle_root": record.merkle_root.hex() if record.merkle_root else None,
             "joined_at": now_iso(),
+            "integrity_valid": root_ok,
         }
         if generating is not None:
             fields["generating"] = generating

@@ -235,3 +235,25 @@ async def test_query_token_is_accepted(
     )
     assert client.connected.is_set(), client.connect_error
     await client.disconnect()
+
+
+async def test_state_flags_a_conversation_whose_root_does_not_match(
+    server: LiveServer, node: NodeClients, server_db: TempDatabase
+) -> None:
+    account = await server.register()
+    conversation_id = await server.create_conversation(account["token"])
+    tab = await _joined(server, node, account["token"], conversation_id)
+    assert tab.named("state")[0].data["integrityValid"] is True
+    [ack] = await tab.emit("send-message", {"content": "to be tampered with"})
+    con = await asyncpg.connect(server_db.admin_dsn)
+    try:
+        await con.execute(
+            "UPDATE conversations SET merkle_root = $2 WHERE id = $1",
+            uuid.UUID(conversation_id),
+            bytes(32),
+        )
+    finally:
+        await con.close()
+    [ack] = await tab.emit("join-conversation", conversation_id)
+    assert ack["integrityValid"] is False
+    await tab.disconnect()

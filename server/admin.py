@@ -81,21 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _retention_days(arg: int | None, env: Mapping[str, str]) -> int:
+def _retention_days(arg: int | None, settings: Settings) -> int:
     """`--retention-days` (0 purges every soft-deleted conversation), else the server's
-    `PURGE_RETENTION_DAYS` (1..3650, default 30)."""
-    if arg is not None:
-        if not 0 <= arg <= 3650:
-            raise _UsageError(f"--retention-days must be between 0 and 3650, got {arg}")
-        return arg
-    raw = env.get("PURGE_RETENTION_DAYS", "").strip() or "30"
-    try:
-        days = int(raw)
-    except ValueError:
-        raise _UsageError(f"PURGE_RETENTION_DAYS must be an integer, got {raw!r}") from None
-    if not 1 <= days <= 3650:
-        raise _UsageError(f"PURGE_RETENTION_DAYS must be between 1 and 3650, got {days}")
-    return days
+    `PURGE_RETENTION_DAYS`."""
+    if arg is None:
+        return settings.purge_retention_days
+    if not 0 <= arg <= 3650:
+        raise _UsageError(f"--retention-days must be between 0 and 3650, got {arg}")
+    return arg
 
 
 def _admin_dsn(settings: Settings) -> str:
@@ -301,7 +294,7 @@ async def _run(
     if args.command == "apply-schema":
         return await _apply_schema(settings, out)
     if args.command == "purge":
-        return await _purge(settings, _retention_days(args.retention_days, env), out)
+        return await _purge(settings, _retention_days(args.retention_days, settings), out)
     if args.command == "verify":
         return await _verify(settings, args, stdin, out)
     return await _storage_report(settings, out)

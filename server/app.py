@@ -41,12 +41,14 @@ from server.health import health_routes
 from server.http import error_middleware
 from server.metrics import Metrics, metrics_handler
 from server.presence import ConnectedSockets
+from server.privacy import PrivacyService, purge_loop
 from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
 from server.replies import ReplyRunner
 from server.revocation import SessionRevoker
 from server.routes_auth import auth_routes
 from server.routes_conversations import conversation_routes
 from server.routes_docs import docs_routes
+from server.routes_privacy import PRIVACY, privacy_routes
 from server.socket_server import ChatSocketServer
 from server.sockets import ChatNamespace
 from server.tracker import GenerationTracker, LocalTracker, RedisTracker
@@ -144,6 +146,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_route("OPTIONS", bare, handler)
     app.add_routes(health_routes())
     app.add_routes(auth_routes())
+    # Before conversation_routes(): it serves DELETE /api/conversations/{id} (?hard=true).
+    app.add_routes(privacy_routes())
     app.add_routes(conversation_routes())
     app.add_routes(docs_routes())
     app.router.add_get("/metrics", _serve_metrics)
@@ -222,6 +226,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
     app[CHAT] = chat
+    app[PRIVACY] = PrivacyService(app[POOL], tracker)
     app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts)
     app[SIO].register_namespace(
         ChatNamespace(
@@ -244,6 +249,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             app[REVOKER].run(settings.session_check_interval_s), name="session-sweep"
         ),
         asyncio.create_task(app[TRACKER].run(), name="generation-control"),
+        asyncio.create_task(
+            purge_loop(
+                app[PRIVACY],
+                settings.purge_interval_s,
+                timedelta(days=settings.purge_retention_days),
+            ),
+            name="purge",
+        ),
     ]
     yield
     for task in tasks:

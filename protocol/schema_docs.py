@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from protocol import rest
+from protocol import privacy, rest
 from protocol import socket_events as se
 from protocol.names import ClientEvent, ErrorCode, ServerEvent
 
@@ -78,9 +78,9 @@ def _camel(event: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _schemas(module: ModuleType) -> Json:
-    """JSON Schemas of every Struct a module exports, plus the ErrorCode enumeration."""
-    structs = [getattr(module, name) for name in module.__all__]
+def _schemas(*modules: ModuleType) -> Json:
+    """JSON Schemas of every Struct the modules export, plus the ErrorCode enumeration."""
+    structs = [getattr(module, name) for module in modules for name in module.__all__]
     structs = [s for s in structs if isinstance(s, type) and issubclass(s, msgspec.Struct)]
     _, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
@@ -455,8 +455,23 @@ _ROUTES = (
            ("id", "from", "to")),
     _Route("patch", _C + "/{id}", "renameConversation", "conversations", "Rename [ext]",
            rest.RenameRequest, 200, rest.ConversationSummary, (404, 409), ("id",)),
-    _Route("delete", _C + "/{id}", "deleteConversation", "conversations", "Soft delete", None,
-           200, rest.DeleteResponse, (404, 409), ("id",)),
+    _Route("delete", _C + "/{id}", "deleteConversation", "conversations", "Soft delete; with "
+           "`hard=true` [ext] erase for good (HardDeleteResponse): the conversation's key is "
+           "destroyed first, so surviving copies of its tokens are unreadable", None, 200,
+           rest.DeleteResponse, (404, 409), ("id", "hard")),
+    _Route("get", _C + "/{id}/export", "exportConversation", "privacy", "[ext] Every message "
+           "decrypted with its integrity status; `format=markdown` answers text/markdown",
+           None, 200, privacy.ConversationExportDocument, (404,), ("id", "format")),
+    _Route("post", _C + "/{id}/verify", "verifyConversation", "privacy", "[ext] Recompute the "
+           "chain and decrypt every message", None, 200, privacy.VerifyResponse, (404,), ("id",)),
+    _Route("post", _C + "/{id}/rotate-key", "rotateKey", "privacy", "[ext] A new conversation "
+           "key; every token re-encrypted in batches", None, 200, privacy.RotateKeyResponse,
+           (404, 409), ("id",)),
+    _Route("get", "/api/account/export", "exportAccount", "privacy", "[ext] Every conversation "
+           "of the account, decrypted", None, 200, privacy.AccountExport),
+    _Route("delete", "/api/account", "deleteAccount", "privacy", "[ext] Erase the account: "
+           "every conversation, session and key destroyed", privacy.DeleteAccountRequest, 204,
+           None),
     _Route("post", _C + "/{id}/messages", "sendMessage", "conversations", "Send a message; the "
            "reply streams as Server-Sent Events", rest.SendRequest, 200, rest.SendResponse,
            (404, 409, 502), ("id",), note=(409, "BUSY: a reply is already being generated; "
@@ -492,6 +507,10 @@ def _parameters() -> Json:
                                    "default": 0}, "Conversations to skip."),
         "from": query("from", dict(first), "First sequence (<= `to`); default `to - 49`."),
         "to": query("to", dict(first), "Last sequence; default and cap: `messageCount`."),
+        "hard": query("hard", {"type": "string", "enum": ["true", "false"]},
+                      "[ext] `true`: erase for good instead of the soft delete."),
+        "format": query("format", {"type": "string", "enum": ["json", "markdown"],
+                                   "default": "json"}, "Export format."),
     }  # fmt: skip
 
 
@@ -586,12 +605,13 @@ def openapi_document() -> dict[str, object]:
         "tags": [
             {"name": "auth", "description": "[ext] Accounts and sessions."},
             {"name": "conversations", "description": "[seed] Conversations and messages."},
+            {"name": "privacy", "description": "[ext] Export, erase, verify, rotate."},
             {"name": "service", "description": "Health and these documents."},
         ],
         "security": [{"bearerAuth": []}],
         "paths": paths,
         "components": {
-            "schemas": _schemas(rest),
+            "schemas": _schemas(rest, privacy),
             "parameters": _parameters(),
             "responses": _error_responses(),
             "securitySchemes": {

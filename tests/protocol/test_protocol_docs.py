@@ -276,6 +276,10 @@ def test_openapi_structure() -> None:
         ("post", "/api/conversations/{id}/messages"): 200,
         ("patch", "/api/conversations/{id}/edit"): 200, ("get", "/api/health"): 200,
         ("get", "/api/openapi.json"): 200, ("get", "/api/asyncapi.json"): 200,
+        ("get", "/api/conversations/{id}/export"): 200,
+        ("post", "/api/conversations/{id}/verify"): 200,
+        ("post", "/api/conversations/{id}/rotate-key"): 200,
+        ("get", "/api/account/export"): 200, ("delete", "/api/account"): 204,
     }  # fmt: skip
     found = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert found == set(expected)

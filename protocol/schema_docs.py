@@ -547,13 +547,26 @@ def _success(route: _Route) -> Json:
         events = {"start": "SseStart", "token": "SseToken", "complete": "SseComplete"}
         events["error"] = "SseError"
         ok["content"]["text/event-stream"] = {
-            "schema": {"type": "string", "description": "Server-Sent Events, as described above."},
+            # One schema per event, as SSE-aware tools (schemathesis) read the stream.
+            "schema": {
+                "type": "object",
+                "description": "One Server-Sent Event, as described above; `data` is JSON.",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string", "enum": list(events)},
+                    "data": {"type": "string", "contentMediaType": "application/json"},
+                },
+            },
             "x-sse-events": {event: _ref("schemas", name) for event, name in events.items()},
             "example": 'event: start\ndata: {"sequence":6,"userSequence":5}\n\n'
             'event: token\ndata: {"token":"Day","partial":"Day"}\n\n'
             'event: complete\ndata: {"messageCount":6,"response":"Day"}\n\n',
         }
         ok["description"] = _SSE
+    if route.operation_id == "exportConversation":
+        ok["content"]["text/markdown"] = {
+            "schema": {"type": "string", "description": "The same export as Markdown."}
+        }
     return ok
 
 
@@ -562,6 +575,8 @@ def _operation(route: _Route) -> Json:
     statuses = {*route.errors, 500, 503} | (set() if route.public else {401})
     if route.request is not None:
         statuses |= {400, 413, 422}
+    if set(route.params) - {"id"}:
+        statuses.add(400)  # a malformed query parameter
     if route.operation_id == "health":
         statuses.discard(503)
         responses["503"] = _json(_ref("schemas", "Health"), "Not serving: names what is down.")

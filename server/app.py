@@ -52,6 +52,7 @@ from server.routes_privacy import PRIVACY, privacy_routes
 from server.socket_server import ChatSocketServer
 from server.sockets import ChatNamespace
 from server.tracker import GenerationTracker, LocalTracker, RedisTracker
+from server.wire_json import WirePacket
 
 __all__ = ["create_app"]
 
@@ -79,6 +80,7 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
     )
     return ChatSocketServer(
         handshake_timeout_s=settings.handshake_timeout_s,
+        serializer=WirePacket,
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(settings.cors_origins),

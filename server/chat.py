@@ -247,9 +247,13 @@ class ChatService:
     async def replay(
         self, identity: Identity, conversation_id: uuid.UUID, after_seq: int
     ) -> list[DecodedMessage]:
-        """The messages after `after_seq` (at most REPLAY_LIMIT), decrypted, in order."""
+        """The messages after `after_seq` (at most REPLAY_LIMIT), decrypted, in order.
+
+        The row is read FOR SHARE: a key rotation cannot commit between it and the
+        messages, so they all belong to the key version read.
+        """
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            record = await storage.get_conversation(con, conversation_id)
+            record = await storage.get_conversation_for_share(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
             rows = await storage.list_messages(
@@ -271,10 +275,11 @@ class ChatService:
         """Messages `from..to` (default: the last 50), decrypted, with the chain verified.
 
         The chain is verified over the whole conversation (HMACs only, no decryption),
-        so `integrity` reflects every stored message, not only the viewport.
+        so `integrity` reflects every stored message, not only the viewport. The row is
+        read FOR SHARE (see `replay`).
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            record = await storage.get_conversation(con, conversation_id)
+            record = await storage.get_conversation_for_share(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
             count = record.message_count

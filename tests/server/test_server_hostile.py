@@ -130,6 +130,7 @@ def _forged(payload: dict[str, Any], key: str = TEST_SECRET, alg: str = "HS256")
     return jwt.encode(payload, key, algorithm=alg)
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_forged_tokens_are_refused_on_rest_and_sockets(
     server: LiveServer, node: NodeClients
 ) -> None:

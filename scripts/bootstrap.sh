@@ -27,4 +27,17 @@ if [[ "${1:-}" == "--test" ]]; then
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
     touch "$node_stamp"
   fi
+  # nginx, the load balancer of the deployment tests (tests/deploy). Installed from
+  # Debian's packages only when missing and when we may (root with apt-get).
+  if ! command -v nginx >/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 \
+             && apt-get install -y -qq nginx-light >/dev/null 2>&1; } \
+        || echo "could not install nginx-light; tests/deploy needs nginx" >&2
+    else
+      echo "tests/deploy needs nginx (Debian: apt-get install nginx-light)" >&2
+    fi
+  fi
 fi

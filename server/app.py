@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import redis.asyncio as redis_asyncio
 import socketio
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 import storage
 from ai import ProviderRegistry
@@ -74,7 +74,12 @@ def database_dsn(settings: Settings) -> str:
 
 def _socket_server(settings: Settings) -> socketio.AsyncServer:
     manager: FastEmitManager = (
-        FastRedisManager(settings.redis_url, channel=settings.redis_channel)
+        FastRedisManager(
+            settings.redis_url,
+            channel=settings.redis_channel,
+            # A Redis that stops answering must not block every emit.
+            redis_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+        )
         if settings.redis_url
         else FastEmitManager()
     )
@@ -270,9 +275,24 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _on_shutdown(app: web.Application) -> None:
     """Runs once the listening sockets are closed, before open connections are waited for:
-    running replies may finish (bounded by SHUTDOWN_GRACE_S), then every socket is closed
-    so its client reconnects to another instance instead of waiting for a timeout."""
+    running replies may finish (bounded by SHUTDOWN_GRACE_S), then every connection is
+    closed so its client reconnects to another instance instead of waiting for a timeout."""
     await app[GENERATIONS].drain(app[SETTINGS].shutdown_grace_s)
-    for sid in app[CONNECTED].all_sids():
+    # A send's ack leaves from its event handler just after its reply ended.
+    await asyncio.sleep(0.2)
+    await _close_transports(app[SIO])
+
+
+async def _close_transports(sio: socketio.AsyncServer) -> None:
+    """Close every connection at the transport level, so socket.io-client reconnects (to
+    another instance); a Socket.IO DISCONNECT ("io server disconnect") would leave the
+    client disconnected for good. WebSocket clients ignore engine.io's CLOSE packet, so
+    their websocket is closed; long-polling clients get the CLOSE packet."""
+    engine = sio.eio
+    for ws in list(engine.direct_websockets.values()):
         with contextlib.suppress(Exception):
-            await app[SIO].disconnect(sid)
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    for eio_sid in list(engine.sockets):
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await engine.disconnect(eio_sid)

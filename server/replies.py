@@ -92,6 +92,11 @@ class ReplyRunner:
         except AIError as exc:
             self._metrics.generations.labels("error").inc()
             return await self._fail(generation, identity, exc.code, exc.message)
+        except storage.Unavailable:
+            self._metrics.generations.labels("error").inc()
+            return await self._fail(
+                generation, identity, ErrorCode.UNAVAILABLE, "Database unavailable"
+            )
         except asyncio.CancelledError:
             await self._release(generation, identity)
             raise

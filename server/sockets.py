@@ -377,6 +377,7 @@ _KEEP_CODE = {
     ErrorCode.AI_UNAVAILABLE,
     ErrorCode.AI_TIMEOUT,
     ErrorCode.AI_ERROR,
+    ErrorCode.UNAVAILABLE,
 }
 
 

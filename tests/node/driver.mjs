@@ -14,7 +14,17 @@ function connect({ id, url, options }) {
   socket.on("connect_error", (err) =>
     out({ type: "connect_error", id, message: err.message, data: err.data ?? null }));
   socket.on("disconnect", (reason) => out({ type: "disconnect", id, reason }));
-  socket.io.engine?.on?.("upgrade", (t) => out({ type: "upgrade", id, transport: t.name }));
+  // Every engine (the first and each one a reconnection opens) reports its upgrade.
+  let watched = null;
+  const watchUpgrade = () => {
+    const engine = socket.io.engine;
+    if (!engine || engine === watched) return;
+    watched = engine;
+    engine.on("upgrade", (t) => out({ type: "upgrade", id, transport: t.name }));
+  };
+  watchUpgrade();
+  socket.io.on("open", watchUpgrade);
+  socket.io.on("reconnect_attempt", (attempt) => out({ type: "reconnect_attempt", id, attempt }));
   socket.onAny((event, ...args) => out({ type: "event", id, event, args, t: Date.now() }));
 }
 

@@ -44,6 +44,10 @@ class NodeClient:
     disconnect_reason: str | None = None
     transport: str | None = None
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    sid: str | None = None
+    connect_count: int = 0
+    reconnect_attempts: int = 0
+    connect_errors: list[str] = field(default_factory=list)
 
     async def emit(self, event: str, *args: Any, timeout: float = 30.0) -> list[Any]:
         """Emit with an ack callback; returns the ack's arguments (raises on ack timeout)."""
@@ -88,6 +92,13 @@ class NodeClient:
                 while (found := find()) is None:
                     await self.changed.wait()
         return found
+
+    async def wait_connects(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until the socket has connected `count` times (reconnections included)."""
+        async with asyncio.timeout(timeout):
+            async with self.changed:
+                while self.connect_count < count:
+                    await self.changed.wait()
 
     async def disconnect(self) -> None:
         await self.hub.send({"op": "disconnect", "id": self.id})
@@ -158,21 +169,28 @@ class NodeClients:
         extra_headers: dict[str, str] | None = None,
         wait: bool = True,
         timeout: float = 10.0,
+        options: dict[str, Any] | None = None,
     ) -> NodeClient:
-        """Open a socket; with `wait`, until it is connected or refused."""
+        """Open a socket; with `wait`, until it is connected or refused.
+
+        `options` are merged last into the socket.io-client options (for example
+        `{"reconnection": True, "withCredentials": True}`; the driver's defaults are
+        `reconnection: false, forceNew: true, timeout: 10000`).
+        """
         cid = f"c{next(self._ids)}"
         client = NodeClient(hub=self, id=cid)
         self._clients[cid] = client
-        options: dict[str, Any] = {"path": path}
+        io_options: dict[str, Any] = {"path": path}
         if token is not None or auth is not None:
-            options["auth"] = {**({"token": token} if token else {}), **(auth or {})}
+            io_options["auth"] = {**({"token": token} if token else {}), **(auth or {})}
         if transports:
-            options["transports"] = transports
+            io_options["transports"] = transports
         if query:
-            options["query"] = query
+            io_options["query"] = query
         if extra_headers:
-            options["extraHeaders"] = extra_headers
-        await self.send({"op": "connect", "id": cid, "url": url, "options": options})
+            io_options["extraHeaders"] = extra_headers
+        io_options.update(options or {})
+        await self.send({"op": "connect", "id": cid, "url": url, "options": io_options})
         if wait:
             async with asyncio.timeout(timeout):
                 async with client.changed:
@@ -205,9 +223,14 @@ class NodeClients:
                     )
                 elif kind == "connect":
                     client.transport = message["transport"]
+                    client.sid = message.get("sid")
+                    client.connect_count += 1
                     client.connected.set()
                 elif kind == "connect_error":
                     client.connect_error = message["message"]
+                    client.connect_errors.append(message["message"])
+                elif kind == "reconnect_attempt":
+                    client.reconnect_attempts = int(message["attempt"])
                 elif kind == "disconnect":
                     client.disconnect_reason = message["reason"]
                     client.connected.clear()

@@ -1,0 +1,143 @@
+"""What the deployment tests do over and over: accounts, conversations, tabs, reading back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from instances import http_json, instance_env
+from node_client import NodeClient, NodeClients
+from pg import TempDatabase
+
+__all__ = [
+    "Account",
+    "cluster_envs",
+    "conversation",
+    "create_conversation",
+    "eventually",
+    "redis_url",
+    "register",
+    "resumed_text",
+    "tab",
+    "unique_channel",
+]
+
+PASSWORD = "correct horse battery"
+
+
+def redis_url() -> str:
+    """The machine's Redis (other suites use it too: tests keep to their own channel)."""
+    return os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def unique_channel() -> str:
+    return f"scca-deploy-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A registered user: its id and bearer token."""
+
+    user_id: str
+    token: str
+
+
+async def register(base_url: str) -> Account:
+    email = f"deploy-{uuid.uuid4().hex[:12]}@example.com"
+    status, body = await http_json(
+        "POST", base_url + "/api/auth/register", body={"email": email, "password": PASSWORD}
+    )
+    assert status == 201, body
+    return Account(user_id=str(body["user"]["id"]), token=str(body["token"]))
+
+
+async def create_conversation(base_url: str, account: Account, **fields: Any) -> str:
+    status, body = await http_json(
+        "POST", base_url + "/api/conversations", token=account.token, body=fields
+    )
+    assert status == 201, body
+    return str(body["id"])
+
+
+async def conversation(base_url: str, account: Account, conversation_id: str) -> dict[str, Any]:
+    """`GET /api/conversations/{id}`: messages decrypted, integrity verified."""
+    status, body = await http_json(
+        "GET", f"{base_url}/api/conversations/{conversation_id}", token=account.token
+    )
+    assert status == 200, body
+    return dict(body)
+
+
+async def tab(
+    node: NodeClients,
+    url: str,
+    account: Account,
+    conversation_id: str,
+    **connect: Any,
+) -> NodeClient:
+    """A connected socket that has joined `conversation_id`."""
+    client = await node.connect(url, token=account.token, **connect)
+    assert client.connected.is_set(), client.connect_error
+    [ack] = await client.emit("join-conversation", conversation_id)
+    assert ack["success"] is True, ack
+    return client
+
+
+def resumed_text(client: NodeClient, sequence: int, after: int = 0) -> str:
+    """What a frontend shows: `state.generating`, then the tokens it did not have yet."""
+    text, index = "", 0
+    for event in client.events[after:]:
+        if event.event == "state" and "generating" in event.data:
+            text = event.data["generating"]["partial"]
+            index = event.data["generating"]["tokenIndex"]
+        elif (
+            event.event == "ai-token"
+            and event.data["sequence"] == sequence
+            and event.data["tokenIndex"] > index
+        ):
+            text += event.data["token"]
+            index = event.data["tokenIndex"]
+    return text
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> Any:
+    """Call `probe()` (sync or async) until it returns something truthy; return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
+
+
+def cluster_envs(
+    db: TempDatabase, tmp_path: Path, count: int, *, redis: str | None = None, **extra: str
+) -> list[dict[str, str]]:
+    """`count` environments sharing database, Redis channel and secret."""
+    channel = unique_channel()
+    return [
+        instance_env(
+            app_dsn=db.app_dsn,
+            data_dir=tmp_path / f"data{i + 1}",
+            redis_url=redis or redis_url(),
+            redis_channel=channel,
+            **extra,
+        )
+        for i in range(count)
+    ]

@@ -1,0 +1,184 @@
+"""Redis and PostgreSQL (a test's own, not the machine's) go away and come back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from deploy_support import (
+    cluster_envs,
+    conversation,
+    create_conversation,
+    eventually,
+    register,
+    tab,
+)
+from instances import Instance, http_json, instance_env, running_instances
+from node_client import NodeClients
+from pg import TempDatabase
+from pg_cluster import OwnPostgres, own_postgres
+from redis_proc import own_redis
+
+import storage
+
+
+async def test_redis_restart_mid_stream(
+    server_db: TempDatabase, tmp_path: Path, node: NodeClients
+) -> None:
+    async with own_redis() as redis:
+        envs = cluster_envs(server_db, tmp_path, 2, redis=redis.url)
+        async with running_instances(envs, tmp_path / "logs") as (first, second):
+            account = await register(first.base_url)
+            conversation_id = await create_conversation(
+                first.base_url, account, model="scripted:60:20"
+            )
+            other_id = await create_conversation(first.base_url, account)
+            here = await tab(node, first.base_url, account, conversation_id)
+            there = await tab(node, second.base_url, account, conversation_id)
+            for app in (first, second):
+                assert (await app.wait_health())["redis"] == "ok"
+
+            send = asyncio.create_task(here.emit("send-message", {"content": "keep going"}))
+            await there.wait_for("ai-token", lambda d: d["tokenIndex"] >= 5)
+            await redis.stop()
+
+            # Each instance says so, and keeps serving its own sockets.
+            for app in (first, second):
+                body = await app.wait_health(status=503, timeout=5)
+                assert body == {"status": "unavailable", "database": "ok", "redis": "down"}
+            [ack] = await send
+            assert ack == {"success": True, "messageCount": 2, "sequence": 2}
+            final = (await here.wait_for("ai-complete")).data["content"]
+            assert len(here.named("ai-token")) == 60
+            local = await tab(node, second.base_url, account, other_id)
+            [local_ack] = await local.emit("send-message", {"content": "Redis is down"})
+            assert local_ack["success"] is True and local_ack["messageCount"] == 2
+            await local.wait_for("ai-complete")
+            # The other instance's tab missed the end of the stream.
+            assert len(there.named("ai-token")) < 60 and not there.named("ai-complete")
+
+            await redis.start()
+            for app in (first, second):
+                body = await app.wait_health(timeout=30)
+                assert body["redis"] == "ok"
+
+            # The tab that missed events catches up by joining again with lastSeq.
+            mark = len(there.events)
+            [join] = await there.emit(
+                "join-conversation", {"conversationId": conversation_id, "lastSeq": 1}
+            )
+            assert join["success"] is True and join["messageCount"] == 2
+            added = await there.wait_for("message-added", after=mark)
+            assert added.data["sequence"] == 2 and added.data["role"] == "assistant"
+            assert added.data["content"] == final
+
+            # And delivery across instances works again.
+            mark = len(there.events)
+            [again] = await here.emit("send-message", {"content": "are you back?"})
+            assert again["success"] is True and again["messageCount"] == 4
+            remote = await there.wait_for("ai-complete", after=mark)
+            assert remote.data["sequence"] == 4
+            mine = await here.wait_for("ai-complete", lambda d: d["sequence"] == 4)
+            assert remote.data["content"] == mine.data["content"]
+            tokens = [e.data for e in there.events[mark:] if e.event == "ai-token"]
+            assert tokens and tokens[-1]["partial"] == remote.data["content"]
+
+
+@asynccontextmanager
+async def _instance_on_own_postgres(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[OwnPostgres, Instance]]:
+    """One instance on a cluster of this test's own (lock TTL 3 s, no Redis)."""
+    async with own_postgres() as pg:
+        await storage.apply_schema(pg.admin_dsn, app_role="scca_app")
+        app_dsn = storage.app_dsn(pg.admin_dsn, app_role="scca_app", app_password=None)
+        env = instance_env(
+            app_dsn=app_dsn, data_dir=tmp_path / "data", GENERATION_LOCK_TTL_S="3"
+        )
+        async with running_instances([env], tmp_path / "logs") as [app]:
+            yield pg, app
+
+
+async def test_postgres_restart(tmp_path: Path, node: NodeClients) -> None:
+    async with _instance_on_own_postgres(tmp_path) as (pg, app):
+        account = await register(app.base_url)
+        conversation_id = await create_conversation(
+            app.base_url, account, model="scripted:60:25"
+        )
+        client = await tab(node, app.base_url, account, conversation_id)
+        [first] = await client.emit("send-message", {"content": "before the outage"})
+        assert first["success"] is True and first["messageCount"] == 2
+
+        send = asyncio.create_task(client.emit("send-message", {"content": "during"}))
+        await client.wait_for("ai-token", lambda d: d["sequence"] == 4)
+        await pg.stop("fast")
+
+        [lost] = await send
+        assert lost["success"] is False, lost
+        body = await app.wait_health(status=503, timeout=5)
+        assert body == {"status": "unavailable", "database": "down", "redis": "not configured"}
+        status, error = await http_json(
+            "GET", f"{app.base_url}/api/conversations/{conversation_id}", token=account.token
+        )
+        assert status == 503
+        assert error == {"error": "Database unavailable", "code": "UNAVAILABLE"}
+        [refused] = await client.emit("send-message", {"content": "while down"})
+        assert refused["success"] is False and refused["error"] == "Database unavailable"
+        late = await node.connect(app.base_url, token=account.token)
+        assert late.connect_error == "Authentication failed: service unavailable"
+
+        await pg.start()
+        await app.wait_health(timeout=15)
+        body = await conversation(app.base_url, account, conversation_id)
+        # The user's message was committed before the model ran; the reply was not.
+        assert [m["content"] for m in body["messages"][:2]] == [
+            "before the outage",
+            client.named("ai-complete")[0].data["content"],
+        ]
+        assert [(m["sequence"], m["role"]) for m in body["messages"]] == [
+            (1, "user"), (2, "assistant"), (3, "user"),
+        ]  # fmt: skip
+        assert body["messages"][2]["content"] == "during"
+        assert body["integrity"] == {"valid": True, "lastValidSequence": 3}
+
+        async def send_succeeds() -> bool:
+            [ack] = await client.emit("send-message", {"content": "after"})
+            assert ack["success"] is True or ack["code"] == "BUSY", ack
+            return bool(ack["success"])
+
+        # The reply's lock could not be released while the database was down: it
+        # expires (GENERATION_LOCK_TTL_S=3) and the conversation is usable again.
+        await eventually(send_succeeds, timeout=10, interval=0.5, what="a send after restart")
+        con = await asyncpg.connect(pg.admin_dsn)
+        try:
+            rows = await con.fetch(
+                "SELECT seq, role FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                uuid.UUID(conversation_id),
+            )
+            locks = await con.fetchval("SELECT count(*) FROM generation_locks")
+        finally:
+            await con.close()
+        assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
+        assert locks == 0
+
+
+async def test_a_database_outage_is_reported_as_unavailable(
+    tmp_path: Path, node: NodeClients
+) -> None:
+    async with _instance_on_own_postgres(tmp_path) as (pg, app):
+        account = await register(app.base_url)
+        conversation_id = await create_conversation(app.base_url, account, model="scripted:60:25")
+        client = await tab(node, app.base_url, account, conversation_id)
+        send = asyncio.create_task(client.emit("send-message", {"content": "during"}))
+        await client.wait_for("ai-token")
+        await pg.stop("fast")
+        [lost] = await send
+        [refused] = await client.emit("send-message", {"content": "while down"})
+        unavailable = {"success": False, "code": "UNAVAILABLE", "error": "Database unavailable"}
+        assert (lost, refused) == (unavailable, unavailable)
+        failure = await client.wait_for("ai-error")
+        assert failure.data["code"] == "UNAVAILABLE"

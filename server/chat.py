@@ -16,7 +16,7 @@ from msgspec import UNSET
 
 import crypto
 import storage
-from ai import ProviderRegistry
+from ai import ChatMessage, ProviderRegistry
 from protocol.names import ServerEvent
 from protocol.socket_events import (
     ConversationTruncated,
@@ -350,6 +350,10 @@ class ChatService:
             keys = open_conversation_keys(
                 identity, conversation_id, record.wrapped_key, record.key_version
             )
+            history = await self._replies.load_history(
+                con, conversation_id, keys, user_seq - 1
+            )
+            history.append(ChatMessage(role="user", content=content))
             token = crypto.pack(keys, conversation_id, user_seq, crypto.Role.USER, content)
             link = crypto.next_link(keys.integrity, record.merkle_root, token)
             inserted = await storage.insert_message(
@@ -378,7 +382,7 @@ class ChatService:
             client_msg_id,
             origin_sid,
         )
-        self._replies.start(generation, identity, record.model)
+        self._replies.start(generation, identity, record.model, history, keys)
         return SendStart(
             user_sequence=user_seq,
             sequence=user_seq + 1,
@@ -547,6 +551,10 @@ class ChatService:
                 return None  # something newer happened meanwhile; nothing to regenerate
             if not await self._acquire(con, identity, conversation_id, owner, user_seq + 1):
                 return None
+            keys = open_conversation_keys(
+                identity, conversation_id, record.wrapped_key, record.key_version
+            )
+            history = await self._replies.load_history(con, conversation_id, keys, user_seq)
             await storage.append_audit(
                 con,
                 user_id=identity.user_id,
@@ -560,5 +568,5 @@ class ChatService:
             owner=owner,
             sequence=user_seq + 1,
         )
-        self._replies.start(generation, identity, record.model)
+        self._replies.start(generation, identity, record.model, history, keys)
         return generation

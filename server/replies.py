@@ -17,7 +17,7 @@ from msgspec import UNSET
 
 import crypto
 import storage
-from ai import AIError, ChatMessage, FinishReason, ProviderRegistry, build_context
+from ai import AIError, ChatMessage, FinishReason, ProviderRegistry, Role, build_context
 from protocol.names import ErrorCode, ServerEvent
 from protocol.socket_events import AiComplete, AiError, AiToken
 from server.broadcast import Broadcaster
@@ -28,7 +28,6 @@ from server.generation import (
     RunningGeneration,
 )
 from server.identity import Identity
-from server.keyring import open_conversation_keys
 from server.metrics import Metrics
 from server.timefmt import now_iso
 from server.tracker import GenerationTracker
@@ -37,6 +36,11 @@ __all__ = ["ReplyRunner"]
 
 _LOG = logging.getLogger(__name__)
 _HISTORY_LIMIT = 200
+_ROLES: dict[crypto.Role, Role] = {
+    crypto.Role.USER: "user",
+    crypto.Role.ASSISTANT: "assistant",
+    crypto.Role.SYSTEM: "system",
+}
 
 
 class ReplyRunner:
@@ -73,20 +77,32 @@ class ReplyRunner:
         """The generation of this conversation running on this instance, if any."""
         return self._generations.get(conversation_id)
 
-    def start(self, generation: RunningGeneration, identity: Identity, model: str) -> None:
+    def start(
+        self,
+        generation: RunningGeneration,
+        identity: Identity,
+        model: str,
+        history: list[ChatMessage],
+        keys: crypto.ConversationKeys,
+    ) -> None:
         """Register the generation and start its task (no await: listeners attach first)."""
         self._generations.add(generation)
         generation.task = asyncio.create_task(
-            self._run(generation, identity, model),
+            self._run(generation, identity, model, history, keys),
             name=f"generation:{generation.conversation_id}",
         )
 
     async def _run(
-        self, generation: RunningGeneration, identity: Identity, model: str
+        self,
+        generation: RunningGeneration,
+        identity: Identity,
+        model: str,
+        history: list[ChatMessage],
+        keys: crypto.ConversationKeys,
     ) -> GenerationOutcome:
         await self._tracker.started(generation)
         try:
-            outcome = await self._generate(generation, identity, model)
+            outcome = await self._generate(generation, identity, model, history, keys)
             self._metrics.generations.labels(_outcome_label(outcome)).inc()
             return outcome
         except AIError as exc:
@@ -113,20 +129,22 @@ class ReplyRunner:
             self._generations.remove(generation)
             await self._tracker.ended(generation)
 
-    async def _history(
-        self, identity: Identity, generation: RunningGeneration
-    ) -> tuple[list[ChatMessage], crypto.ConversationKeys]:
-        conversation_id = generation.conversation_id
-        async with storage.user_tx(self._pool, identity.user_id) as con:
-            record = await storage.get_conversation(con, conversation_id)
-            if record is None:
-                raise _Discarded()
-            last = generation.sequence - 1
-            rows = await storage.list_messages(
-                con, conversation_id, from_seq=max(1, last - _HISTORY_LIMIT + 1), to_seq=last
-            )
-        keys = open_conversation_keys(
-            identity, conversation_id, record.wrapped_key, record.key_version
+    async def load_history(
+        self,
+        con: storage.Connection,
+        conversation_id: uuid.UUID,
+        keys: crypto.ConversationKeys,
+        upto_seq: int,
+    ) -> list[ChatMessage]:
+        """The last messages up to `upto_seq`, decrypted, read in the caller's transaction
+        (the one that stores the user's message), so a send costs no extra round trip."""
+        if upto_seq < 1:
+            return []
+        rows = await storage.list_messages(
+            con,
+            conversation_id,
+            from_seq=max(1, upto_seq - _HISTORY_LIMIT + 1),
+            to_seq=upto_seq,
         )
         history: list[ChatMessage] = []
         for row in rows:
@@ -135,16 +153,17 @@ class ReplyRunner:
             except crypto.InvalidToken:
                 _LOG.warning("skipping unreadable message seq=%d in context", row.seq)
                 continue
-            history.append(ChatMessage(role=message.role.name.lower(), content=message.content))  # type: ignore[arg-type]
-        return history, keys
+            history.append(ChatMessage(role=_ROLES[message.role], content=message.content))
+        return history
 
     async def _generate(
-        self, generation: RunningGeneration, identity: Identity, model: str
+        self,
+        generation: RunningGeneration,
+        identity: Identity,
+        model: str,
+        history: list[ChatMessage],
+        keys: crypto.ConversationKeys,
     ) -> GenerationOutcome:
-        try:
-            history, keys = await self._history(identity, generation)
-        except _Discarded:
-            return self._discarded(generation)
         provider = self._registry.provider_for(model)
         context = build_context(
             history, system_prompt=self._system_prompt, budget_tokens=self._budget
@@ -338,10 +357,6 @@ class ReplyRunner:
             stored=False,
             discarded=True,
         )
-
-
-class _Discarded(Exception):
-    """The conversation vanished before the reply started."""
 
 
 def _outcome_label(outcome: GenerationOutcome) -> str:

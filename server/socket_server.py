@@ -43,17 +43,22 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
-        task = asyncio.create_task(self._expire_handshake(eio_sid))
-        self._handshake_checks.add(task)
-        task.add_done_callback(self._handshake_checks.discard)
+        # A timer, not a sleeping task: ~0.2 KiB instead of ~2 KiB for every connection.
+        asyncio.get_running_loop().call_later(
+            self._handshake_timeout_s, self._check_handshake, eio_sid
+        )
         return result
 
-    async def _expire_handshake(self, eio_sid: str) -> None:
-        await asyncio.sleep(self._handshake_timeout_s)
+    def _check_handshake(self, eio_sid: str) -> None:
         if eio_sid not in self.eio.sockets:
             return
         if self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
             return
+        task = asyncio.create_task(self._expire_handshake(eio_sid))
+        self._handshake_checks.add(task)
+        task.add_done_callback(self._handshake_checks.discard)
+
+    async def _expire_handshake(self, eio_sid: str) -> None:
         _LOG.info("closing an engine.io session that never completed the Socket.IO handshake")
         try:
             await self.eio.disconnect(eio_sid)

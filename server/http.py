@@ -15,7 +15,7 @@ from protocol import decode
 from protocol.exceptions import ProtocolError
 from protocol.rest import ErrorBody
 from server import exceptions as errors
-from server.appkeys import ACCOUNTS, METRICS
+from server.appkeys import ACCOUNTS, METRICS, SETTINGS
 from server.error_mapping import to_service_error
 from server.identity import Identity
 
@@ -82,6 +82,14 @@ def query_int(
 
 
 def client_ip(request: web.Request) -> str | None:
+    """The caller's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY=true`)
+    the last `X-Forwarded-For` entry, the one the proxy itself appended (a client can
+    prepend entries of its choice, never append after the proxy's)."""
+    if request.app[SETTINGS].trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
     return request.remote
 
 

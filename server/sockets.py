@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 import socketio
+from aiohttp import web
 from msgspec import UNSET
 
 from protocol import decode
@@ -49,6 +50,7 @@ from server.accounts import Accounts
 from server.chat import ChatService
 from server.error_mapping import to_service_error
 from server.event_limits import EventLimiter
+from server.http import client_ip
 from server.identity import Identity
 from server.metrics import Metrics
 from server.presence import ConnectedSockets
@@ -175,7 +177,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request = environ.get("aiohttp.request")
         try:
-            await self._limiter.check_connect(getattr(request, "remote", None))
+            await self._limiter.check_connect(
+                client_ip(request) if isinstance(request, web.Request) else None
+            )
         except errors.RateLimited as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         token = _token_from(environ, auth)

@@ -280,3 +280,30 @@ async def test_fuzzed_events_never_break_the_server(server: LiveServer, node: No
     assert ack["success"] is True, ack
     status, _ = await server.call("GET", "/api/health")
     assert status == 200
+
+
+async def test_behind_a_trusted_proxy_limits_count_the_forwarded_address(
+    server_db: TempDatabase, node: NodeClients
+) -> None:
+    settings_ = test_settings(
+        server_db.app_dsn, TRUST_PROXY="true", RATE_CONNECTS_PER_MIN_PER_IP="2"
+    )
+    async with live_server(settings_) as live:
+        account = await live.register()
+
+        async def via(address: str) -> bool:
+            # a spoofed first entry, then the address the proxy appended
+            headers = {"X-Forwarded-For": f"6.6.6.6, {address}"}
+            client = await node.connect(
+                live.base_url,
+                token=account["token"],
+                transports=["polling"],
+                extra_headers=headers,
+            )
+            return client.connected.is_set()
+
+        tag = uuid.uuid4().hex[:2]
+        first = f"198.51.100.{int(tag, 16) % 250 + 1}"
+        second = f"203.0.113.{int(tag, 16) % 250 + 1}"
+        assert [await via(first) for _ in range(3)] == [True, True, False]
+        assert await via(second) is True

@@ -31,12 +31,12 @@ from server.generation import CancelMode, RunningGeneration
 from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
 from server.replies import ReplyRunner
+from server.stored_messages import DecodedMessage, decode_message
 from server.timefmt import iso, now_iso
 from server.tracker import GenerationTracker
 
 __all__ = [
     "ChatService",
-    "DecodedMessage",
     "EditResult",
     "SendStart",
     "Viewport",
@@ -45,20 +45,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 TRUNCATION_WARNING = "Messages after this point have been permanently deleted"
 REPLAY_LIMIT = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedMessage:
-    """A stored message, decrypted; `error` set (and content None) when it cannot be."""
-
-    sequence: int
-    role: str
-    content: str | None
-    timestamp: str
-    content_hash: str | None
-    stopped: bool
-    client_msg_id: str | None
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +80,6 @@ class SendStart:
     generation: RunningGeneration | None
     duplicate: bool = False
     message_count: int = 0
-
-
-_ROLE_NAMES = {int(r): r.name.lower() for r in crypto.Role}
 
 
 class ChatService:
@@ -211,39 +194,6 @@ class ChatService:
 
     # ── reading ─────────────────────────────────────────────────────────────
 
-    def _decode(
-        self, keys: crypto.ConversationKeys, record: storage.MessageRecord
-    ) -> DecodedMessage:
-        try:
-            message = crypto.unpack(
-                keys, record.conversation_id, record.token, expected_sequence=record.seq
-            )
-        except crypto.InvalidToken:
-            _LOG.warning(
-                "message failed to decrypt conversation=%s seq=%d",
-                record.conversation_id,
-                record.seq,
-            )
-            return DecodedMessage(
-                sequence=record.seq,
-                role=_ROLE_NAMES.get(record.role, "unknown"),
-                content=None,
-                timestamp=iso(record.created_at),
-                content_hash=None,
-                stopped=record.stopped,
-                client_msg_id=record.client_msg_id,
-                error="Message could not be decrypted",
-            )
-        return DecodedMessage(
-            sequence=record.seq,
-            role=message.role.name.lower(),
-            content=message.content,
-            timestamp=iso(message.timestamp),
-            content_hash=message.content_hash,
-            stopped=record.stopped,
-            client_msg_id=record.client_msg_id,
-        )
-
     async def replay(
         self, identity: Identity, conversation_id: uuid.UUID, after_seq: int
     ) -> list[DecodedMessage]:
@@ -262,7 +212,7 @@ class ChatService:
         keys = open_conversation_keys(
             identity, conversation_id, record.wrapped_key, record.key_version
         )
-        return [self._decode(keys, row) for row in rows]
+        return [decode_message(keys, row) for row in rows]
 
     async def viewport(
         self,
@@ -302,7 +252,7 @@ class ChatService:
             conversation=record,
             from_seq=start,
             to_seq=to,
-            messages=[self._decode(keys, row) for row in rows],
+            messages=[decode_message(keys, row) for row in rows],
             integrity_valid=valid,
             last_valid_sequence=last_valid,
         )
@@ -350,9 +300,7 @@ class ChatService:
             keys = open_conversation_keys(
                 identity, conversation_id, record.wrapped_key, record.key_version
             )
-            history = await self._replies.load_history(
-                con, conversation_id, keys, user_seq - 1
-            )
+            history = await self._replies.load_history(con, conversation_id, keys, user_seq - 1)
             history.append(ChatMessage(role="user", content=content))
             token = crypto.pack(keys, conversation_id, user_seq, crypto.Role.USER, content)
             link = crypto.next_link(keys.integrity, record.merkle_root, token)

@@ -30,11 +30,10 @@ import asyncpg
 import crypto
 import storage
 from server import exceptions as errors
-from server.chat import DecodedMessage
 from server.generation import CancelMode
 from server.identity import Identity
 from server.keyring import new_wrapped_conversation_key, open_conversation_keys
-from server.timefmt import iso
+from server.stored_messages import DecodedMessage, decode_message
 from server.tracker import GenerationTracker
 from storage import privacy as privacy_sql
 
@@ -49,8 +48,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-_ROLE_NAMES = {int(r): r.name.lower() for r in crypto.Role}
-_UNREADABLE = "Message could not be decrypted"
 _ALL_CONVERSATIONS = 2**31 - 1
 
 
@@ -102,40 +99,13 @@ class RotationResult:
     reencrypted: int
 
 
-def _decode(keys: crypto.ConversationKeys, record: storage.MessageRecord) -> DecodedMessage:
-    try:
-        message = crypto.unpack(
-            keys, record.conversation_id, record.token, expected_sequence=record.seq
-        )
-    except crypto.InvalidToken:
-        return DecodedMessage(
-            sequence=record.seq,
-            role=_ROLE_NAMES.get(record.role, "unknown"),
-            content=None,
-            timestamp=iso(record.created_at),
-            content_hash=None,
-            stopped=record.stopped,
-            client_msg_id=record.client_msg_id,
-            error=_UNREADABLE,
-        )
-    return DecodedMessage(
-        sequence=record.seq,
-        role=message.role.name.lower(),
-        content=message.content,
-        timestamp=iso(message.timestamp),
-        content_hash=message.content_hash,
-        stopped=record.stopped,
-        client_msg_id=record.client_msg_id,
-    )
-
-
 def _examine(
     keys: crypto.ConversationKeys,
     record: storage.ConversationRecord,
     rows: Sequence[storage.MessageRecord],
 ) -> tuple[list[DecodedMessage], VerifyReport]:
     """Decrypt every message and recompute the chain from the tokens alone."""
-    messages = [_decode(keys, row) for row in rows]
+    messages = [decode_message(keys, row) for row in rows]
     previous: bytes | None = None
     first_bad: int | None = None
     for position, row in enumerate(rows, start=1):

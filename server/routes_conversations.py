@@ -39,19 +39,21 @@ from protocol.rest import (
 from protocol.rest import Viewport as ViewportOut
 from server import exceptions as errors
 from server.appkeys import CHAT
-from server.chat import TRUNCATION_WARNING, ChatService, DecodedMessage, SendStart
+from server.chat import TRUNCATION_WARNING, ChatService, SendStart
 from server.generation import GenerationOutcome
 from server.http import authenticate, json_response, query_int, read_json
 from server.identity import Identity
+from server.stored_messages import DecodedMessage
 from server.timefmt import iso
 from storage import ConversationRecord
 
-__all__ = ["conversation_routes"]
+__all__ = ["conversation_id_param", "conversation_routes", "message_out"]
 
 _HEARTBEAT_S = 15.0
 
 
-def _conversation_id(request: web.Request) -> uuid.UUID:
+def conversation_id_param(request: web.Request) -> uuid.UUID:
+    """The `{id}` of the route; a malformed id is a missing conversation (404)."""
     try:
         return uuid.UUID(request.match_info["id"])
     except ValueError:
@@ -70,7 +72,8 @@ def _summary(record: ConversationRecord) -> ConversationSummary:
     )
 
 
-def _message_out(message: DecodedMessage) -> MessageOut:
+def message_out(message: DecodedMessage) -> MessageOut:
+    """A decoded message as the viewport and exports show it."""
     if message.error is not None or message.content is None:
         return MessageOut(
             sequence=message.sequence, is_decrypted=False, error=message.error or "unreadable"
@@ -125,7 +128,7 @@ async def create_conversation(request: web.Request) -> web.Response:
 
 async def get_conversation(request: web.Request) -> web.Response:
     identity = await authenticate(request)
-    conversation_id = _conversation_id(request)
+    conversation_id = conversation_id_param(request)
     from_seq = query_int(request, "from", None, low=1, high=2**31 - 1)
     to_seq = query_int(request, "to", None, low=1, high=2**31 - 1)
     if from_seq is not None and to_seq is not None and from_seq > to_seq:
@@ -145,7 +148,7 @@ async def get_conversation(request: web.Request) -> web.Response:
                 valid=view.integrity_valid, last_valid_sequence=view.last_valid_sequence
             ),
             viewport=ViewportOut(from_=view.from_seq, to=view.to_seq),
-            messages=[_message_out(m) for m in view.messages],
+            messages=[message_out(m) for m in view.messages],
         )
     )
 
@@ -153,13 +156,13 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def rename_conversation(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await read_json(request, RenameRequest)
-    record = await request.app[CHAT].rename(identity, _conversation_id(request), body.title)
+    record = await request.app[CHAT].rename(identity, conversation_id_param(request), body.title)
     return json_response(_summary(record))
 
 
 async def delete_conversation(request: web.Request) -> web.Response:
     identity = await authenticate(request)
-    deleted_at = await request.app[CHAT].delete(identity, _conversation_id(request))
+    deleted_at = await request.app[CHAT].delete(identity, conversation_id_param(request))
     return json_response(DeleteResponse(success=True, deleted_at=deleted_at))
 
 
@@ -171,7 +174,7 @@ async def edit_message(request: web.Request) -> web.Response:
     except ProtocolError as exc:
         raise errors.InvalidInput(exc.message) from None
     result = await request.app[CHAT].edit(
-        identity, _conversation_id(request), body.sequence, body.new_content
+        identity, conversation_id_param(request), body.sequence, body.new_content
     )
     return json_response(
         EditResponse(
@@ -213,7 +216,7 @@ def _raise_for(outcome: GenerationOutcome) -> None:
 
 async def send_message(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
-    conversation_id = _conversation_id(request)
+    conversation_id = conversation_id_param(request)
     body = await read_json(request, SendRequest)
     try:
         decode.check_text(body.content, "content")

@@ -8,10 +8,7 @@ aiohttp serves a path and method from the first resource registered for it.
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
-from msgspec import UNSET
 
 from protocol.privacy import (
     EXPORT_FORMAT_VERSION,
@@ -24,13 +21,13 @@ from protocol.privacy import (
     RotateKeyResponse,
     VerifyResponse,
 )
-from protocol.rest import Integrity, MessageOut
+from protocol.rest import Integrity
 from server import exceptions as errors
 from server.appkeys import REVOKER
-from server.chat import DecodedMessage
 from server.http import authenticate, json_response, read_json
 from server.privacy import ConversationExport as ExportedConversation
 from server.privacy import PrivacyService
+from server.routes_conversations import conversation_id_param, message_out
 from server.routes_conversations import delete_conversation as soft_delete_conversation
 from server.timefmt import iso, now_iso
 
@@ -41,29 +38,6 @@ PRIVACY = web.AppKey("privacy", PrivacyService)
 _FORMATS = ("json", "markdown")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no", "")
-
-
-def _conversation_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise errors.NotFound() from None
-
-
-def _message_out(message: DecodedMessage) -> MessageOut:
-    if message.error is not None or message.content is None:
-        return MessageOut(
-            sequence=message.sequence, is_decrypted=False, error=message.error or "unreadable"
-        )
-    return MessageOut(
-        sequence=message.sequence,
-        is_decrypted=True,
-        role=message.role,
-        content=message.content,
-        timestamp=message.timestamp,
-        content_hash=message.content_hash or "",
-        stopped=True if message.stopped else UNSET,
-    )
 
 
 def _conversation_out(export: ExportedConversation) -> ConversationExport:
@@ -80,7 +54,7 @@ def _conversation_out(export: ExportedConversation) -> ConversationExport:
         integrity=Integrity(
             valid=export.report.valid, last_valid_sequence=export.report.last_valid_sequence
         ),
-        messages=[_message_out(m) for m in export.messages],
+        messages=[message_out(m) for m in export.messages],
     )
 
 
@@ -129,7 +103,7 @@ def _attachment(response: web.Response, filename: str) -> web.Response:
 
 async def export_conversation(request: web.Request) -> web.Response:
     identity = await authenticate(request)
-    conversation_id = _conversation_id(request)
+    conversation_id = conversation_id_param(request)
     fmt = request.query.get("format", "json").strip().lower() or "json"
     if fmt not in _FORMATS:
         raise errors.InvalidInput("format: expected json or markdown")
@@ -168,7 +142,7 @@ async def export_account(request: web.Request) -> web.Response:
 
 async def verify_conversation(request: web.Request) -> web.Response:
     identity = await authenticate(request)
-    report = await request.app[PRIVACY].verify(identity, _conversation_id(request))
+    report = await request.app[PRIVACY].verify(identity, conversation_id_param(request))
     return json_response(
         VerifyResponse(
             valid=report.valid,
@@ -182,7 +156,7 @@ async def verify_conversation(request: web.Request) -> web.Response:
 
 async def rotate_key(request: web.Request) -> web.Response:
     identity = await authenticate(request)
-    result = await request.app[PRIVACY].rotate_key(identity, _conversation_id(request))
+    result = await request.app[PRIVACY].rotate_key(identity, conversation_id_param(request))
     return json_response(
         RotateKeyResponse(key_version=result.key_version, reencrypted=result.reencrypted)
     )
@@ -202,7 +176,7 @@ async def delete_conversation(request: web.Request) -> web.Response:
     if not _hard(request):
         return await soft_delete_conversation(request)
     identity = await authenticate(request)
-    deleted_at = await request.app[PRIVACY].hard_delete(identity, _conversation_id(request))
+    deleted_at = await request.app[PRIVACY].hard_delete(identity, conversation_id_param(request))
     return json_response(HardDeleteResponse(success=True, deleted_at=iso(deleted_at), hard=True))
 
 

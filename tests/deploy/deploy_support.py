@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from instances import http_json, instance_env
-from node_client import NodeClient, NodeClients
+from node_client import NodeClient, NodeClients, resumed_text
 from pg import TempDatabase
 
 __all__ = [
@@ -81,28 +81,7 @@ async def tab(
     **connect: Any,
 ) -> NodeClient:
     """A connected socket that has joined `conversation_id`."""
-    client = await node.connect(url, token=account.token, **connect)
-    assert client.connected.is_set(), client.connect_error
-    [ack] = await client.emit("join-conversation", conversation_id)
-    assert ack["success"] is True, ack
-    return client
-
-
-def resumed_text(client: NodeClient, sequence: int, after: int = 0) -> str:
-    """What a frontend shows: `state.generating`, then the tokens it did not have yet."""
-    text, index = "", 0
-    for event in client.events[after:]:
-        if event.event == "state" and "generating" in event.data:
-            text = event.data["generating"]["partial"]
-            index = event.data["generating"]["tokenIndex"]
-        elif (
-            event.event == "ai-token"
-            and event.data["sequence"] == sequence
-            and event.data["tokenIndex"] > index
-        ):
-            text += event.data["token"]
-            index = event.data["tokenIndex"]
-    return text
+    return await node.joined(url, account.token, conversation_id, **connect)
 
 
 async def eventually(

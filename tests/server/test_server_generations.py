@@ -9,18 +9,8 @@ from typing import Any
 
 import asyncpg
 from live_server import LiveServer
-from node_client import NodeClient, NodeClients
+from node_client import NodeClients, resumed_text
 from pg import TempDatabase
-
-
-async def _tab(
-    server: LiveServer, node: NodeClients, token: str, conversation_id: str, **kw: Any
-) -> NodeClient:
-    client = await node.connect(server.base_url, token=token, **kw)
-    assert client.connected.is_set(), client.connect_error
-    [ack] = await client.emit("join-conversation", conversation_id)
-    assert ack["success"] is True, ack
-    return client
 
 
 async def _messages(server: LiveServer, token: str, conversation_id: str) -> dict[str, Any]:
@@ -29,30 +19,13 @@ async def _messages(server: LiveServer, token: str, conversation_id: str) -> dic
     return dict(body)
 
 
-def resumed_text(client: NodeClient, sequence: int, after: int = 0) -> str:
-    """What a frontend shows: `state.generating` then the tokens it did not have yet."""
-    text, index = "", 0
-    for event in client.events[after:]:
-        if event.event == "state" and "generating" in event.data:
-            text = event.data["generating"]["partial"]
-            index = event.data["generating"]["tokenIndex"]
-        elif (
-            event.event == "ai-token"
-            and event.data["sequence"] == sequence
-            and event.data["tokenIndex"] > index
-        ):
-            text += event.data["token"]
-            index = event.data["tokenIndex"]
-    return text
-
-
 async def test_second_send_while_generating_is_busy_and_stores_nothing(
     server: LiveServer, node: NodeClients
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted:30:10")
-    tab1 = await _tab(server, node, account["token"], conversation_id)
-    tab2 = await _tab(server, node, account["token"], conversation_id)
+    tab1 = await node.joined(server.base_url, account["token"], conversation_id)
+    tab2 = await node.joined(server.base_url, account["token"], conversation_id)
     results = await asyncio.gather(
         tab1.emit("send-message", {"content": "first"}),
         tab2.emit("send-message", {"content": "second"}),
@@ -77,7 +50,7 @@ async def test_retry_with_the_same_client_msg_id_stores_once(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"])
-    tab = await _tab(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
     payload = {"content": "only once please", "clientMsgId": "retry-1"}
     [first] = await tab.emit("send-message", payload)
     [again] = await tab.emit("send-message", payload)
@@ -94,7 +67,7 @@ async def test_retry_while_the_first_is_still_streaming_acks_like_the_first(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted:20:10")
-    tab = await _tab(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
     payload = {"content": "lost ack", "clientMsgId": "retry-2"}
     first_task = asyncio.create_task(tab.emit("send-message", payload))
     await tab.wait_for("ai-token")
@@ -109,7 +82,7 @@ async def test_stop_generation_keeps_the_partial_reply_marked_stopped(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted:200:15")
-    tab = await _tab(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
     send = asyncio.create_task(tab.emit("send-message", {"content": "tell me a long story"}))
     await tab.wait_for("ai-token", lambda d: d["tokenIndex"] >= 5)
     [stop_ack] = await tab.emit("stop-generation")
@@ -133,8 +106,8 @@ async def test_provider_failure_keeps_the_user_message_and_tells_the_room(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted-fail:3")
-    tab = await _tab(server, node, account["token"], conversation_id)
-    other = await _tab(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
+    other = await node.joined(server.base_url, account["token"], conversation_id)
     [ack] = await tab.emit("send-message", {"content": "this will fail"})
     assert ack["success"] is False and ack["code"] == "AI_ERROR"
     failure = await other.wait_for("ai-error")
@@ -150,11 +123,13 @@ async def test_provider_failure_keeps_the_user_message_and_tells_the_room(
 async def test_join_mid_stream_resumes_without_gap(server: LiveServer, node: NodeClients) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], model="scripted:60:10")
-    first = await _tab(server, node, account["token"], conversation_id)
+    first = await node.joined(server.base_url, account["token"], conversation_id)
     send = asyncio.create_task(first.emit("send-message", {"content": "stream please"}))
     await first.wait_for("ai-token", lambda d: d["tokenIndex"] >= 10)
-    late = await _tab(server, node, account["token"], conversation_id)
-    deltas = await _tab(server, node, account["token"], conversation_id, auth={"partial": False})
+    late = await node.joined(server.base_url, account["token"], conversation_id)
+    deltas = await node.joined(
+        server.base_url, account["token"], conversation_id, auth={"partial": False}
+    )
     [ack] = await send
     assert ack["success"] is True
     final = (await first.wait_for("ai-complete")).data["content"]
@@ -176,8 +151,8 @@ async def test_edit_during_generation_never_leaks_the_cancelled_reply(
     rng = random.Random(1234)
     for round_ in range(8):
         conversation_id = await server.create_conversation(account["token"], model="scripted:40:5")
-        tab = await _tab(server, node, account["token"], conversation_id)
-        watcher = await _tab(server, node, account["token"], conversation_id)
+        tab = await node.joined(server.base_url, account["token"], conversation_id)
+        watcher = await node.joined(server.base_url, account["token"], conversation_id)
         send = asyncio.create_task(tab.emit("send-message", {"content": f"original {round_}"}))
         await tab.wait_for("ai-token") if round_ % 2 else await tab.wait_for("state")
         await asyncio.sleep(rng.uniform(0, 0.15))

@@ -10,25 +10,17 @@ from typing import Any
 import asyncpg
 import pytest
 from live_server import LiveServer
-from node_client import NodeClient, NodeClients
+from node_client import NodeClients
 from pg import TempDatabase
-
-
-async def _joined(
-    server: LiveServer, node: NodeClients, token: str, conversation_id: str, **kw: Any
-) -> NodeClient:
-    client = await node.connect(server.base_url, token=token, **kw)
-    assert client.connected.is_set(), client.connect_error
-    [ack] = await client.emit("join-conversation", conversation_id)
-    assert ack["success"] is True, ack
-    return client
 
 
 async def test_two_tabs_see_the_same_timeline(server: LiveServer, node: NodeClients) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"])
-    tab1 = await _joined(server, node, account["token"], conversation_id)
-    tab2 = await _joined(server, node, account["token"], conversation_id, transports=["polling"])
+    tab1 = await node.joined(server.base_url, account["token"], conversation_id)
+    tab2 = await node.joined(
+        server.base_url, account["token"], conversation_id, transports=["polling"]
+    )
     joined = await tab1.wait_for("user-joined")
     assert joined.data["userId"] == account["user"]["id"]
 
@@ -56,7 +48,7 @@ async def test_join_with_last_seq_replays_missed_messages(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"])
-    tab = await _joined(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
     for text in ("one", "two"):
         [ack] = await tab.emit("send-message", {"content": text})
         assert ack["success"] is True
@@ -78,7 +70,7 @@ async def test_another_user_cannot_touch_a_conversation(
     owner = await server.register()
     intruder = await server.register()
     conversation_id = await server.create_conversation(owner["token"])
-    tab = await _joined(server, node, owner["token"], conversation_id)
+    tab = await node.joined(server.base_url, owner["token"], conversation_id)
     [ack] = await tab.emit("send-message", {"content": "secret plans"})
     assert ack["success"] is True
 
@@ -148,7 +140,7 @@ async def test_malformed_payloads_get_a_coded_ack_and_the_server_stays_up(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"])
-    client = await _joined(server, node, account["token"], conversation_id)
+    client = await node.joined(server.base_url, account["token"], conversation_id)
     for event in ("join-conversation", "send-message", "edit-message", "leave-conversation"):
         for payload in MALFORMED:
             [ack] = await client.emit(event, payload)
@@ -181,7 +173,7 @@ async def test_database_holds_only_ciphertext(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"], title="t")
-    client = await _joined(server, node, account["token"], conversation_id)
+    client = await node.joined(server.base_url, account["token"], conversation_id)
     secret = f"my-very-private-thought-{uuid.uuid4().hex}"
     [ack] = await client.emit("send-message", {"content": secret * 3})
     assert ack["success"] is True
@@ -242,7 +234,7 @@ async def test_state_flags_a_conversation_whose_root_does_not_match(
 ) -> None:
     account = await server.register()
     conversation_id = await server.create_conversation(account["token"])
-    tab = await _joined(server, node, account["token"], conversation_id)
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
     assert tab.named("state")[0].data["integrityValid"] is True
     [ack] = await tab.emit("send-message", {"content": "to be tampered with"})
     con = await asyncpg.connect(server_db.admin_dsn)

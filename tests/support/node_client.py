@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NodeClient", "NodeClients", "ReceivedEvent"]
+__all__ = ["NodeClient", "NodeClients", "ReceivedEvent", "resumed_text"]
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
@@ -198,6 +198,16 @@ class NodeClients:
                         await client.changed.wait()
         return client
 
+    async def joined(
+        self, url: str, token: str, conversation_id: str, **connect: Any
+    ) -> NodeClient:
+        """A connected socket that has joined `conversation_id` (asserting both)."""
+        client = await self.connect(url, token=token, **connect)
+        assert client.connected.is_set(), client.connect_error
+        [ack] = await client.emit("join-conversation", conversation_id)
+        assert ack["success"] is True, ack
+        return client
+
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
@@ -238,3 +248,20 @@ class NodeClients:
                 elif kind == "upgrade":
                     client.transport = message["transport"]
                 client.changed.notify_all()
+
+
+def resumed_text(client: NodeClient, sequence: int, after: int = 0) -> str:
+    """What a frontend shows: `state.generating`, then the tokens it did not have yet."""
+    text, index = "", 0
+    for event in client.events[after:]:
+        if event.event == "state" and "generating" in event.data:
+            text = event.data["generating"]["partial"]
+            index = event.data["generating"]["tokenIndex"]
+        elif (
+            event.event == "ai-token"
+            and event.data["sequence"] == sequence
+            and event.data["tokenIndex"] > index
+        ):
+            text += event.data["token"]
+            index = event.data["tokenIndex"]
+    return text

@@ -8,6 +8,7 @@ success and on every failure. Authentication happens once, in `connect`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -143,10 +144,28 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return _wire(await handler(sid, tuple(args[1:])))
         except Exception as exc:  # every failure gets an ack and an error event
             error = to_service_error(exc)
+            await self._log_refusal(sid, event, error)
             if isinstance(error, errors.RateLimited) and await self._limiter.is_flooding(sid):
                 _LOG.warning("disconnecting a flooding socket sid=%s", sid)
                 await self.disconnect(sid)
             return await self._refuse(sid, error, failure_code)
+
+    async def _log_refusal(self, sid: str, event: str, error: errors.ServiceError) -> None:
+        """One line per refused event: ids and the code, never content."""
+        level = logging.WARNING if error.status >= 500 else logging.INFO
+        if not _LOG.isEnabledFor(level):
+            return
+        conversation_id = None
+        with contextlib.suppress(Exception):
+            conversation_id = (await self._state(sid)).conversation_id
+        _LOG.log(
+            level,
+            "refused event=%s sid=%s conversation=%s code=%s",
+            event[:64] if isinstance(event, str) else "?",
+            sid,
+            conversation_id,
+            error.code,
+        )
 
     async def _refuse(self, sid: str, error: errors.ServiceError, failure_code: str) -> Any:
         code = _socket_code(error, failure_code)

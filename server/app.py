@@ -52,6 +52,7 @@ from server.routes_privacy import PRIVACY, privacy_routes
 from server.socket_server import ChatSocketServer
 from server.sockets import ChatNamespace
 from server.tracker import GenerationTracker, LocalTracker, RedisTracker
+from server.user_presence import LocalPresence, Presence, RedisPresence
 from server.wire_json import WirePacket
 
 __all__ = ["create_app"]
@@ -234,7 +235,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[CHAT] = chat
     app[PRIVACY] = PrivacyService(app[POOL], tracker)
-    app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts)
+    presence: Presence = (
+        RedisPresence(
+            app[REDIS], app[CONNECTED], stale_after_s=settings.session_check_interval_s * 4
+        )
+        if REDIS in app
+        else LocalPresence(app[CONNECTED])
+    )
+    app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts, presence)
     app[SIO].register_namespace(
         ChatNamespace(
             accounts,
@@ -242,6 +250,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[CONNECTED],
             EventLimiter(counter, settings.limits),
             app[METRICS],
+            presence,
             max_sockets_per_user=settings.max_sockets_per_user,
         )
     )

@@ -16,6 +16,7 @@ import socketio
 
 from server.accounts import Accounts
 from server.presence import ConnectedSockets
+from server.user_presence import Presence
 
 __all__ = ["SessionRevoker"]
 
@@ -24,11 +25,16 @@ _LOG = logging.getLogger(__name__)
 
 class SessionRevoker:
     def __init__(
-        self, sio: socketio.AsyncServer, connected: ConnectedSockets, accounts: Accounts
+        self,
+        sio: socketio.AsyncServer,
+        connected: ConnectedSockets,
+        accounts: Accounts,
+        presence: Presence,
     ) -> None:
         self._sio = sio
         self._connected = connected
         self._accounts = accounts
+        self._presence = presence
 
     async def disconnect_sessions(self, session_ids: Iterable[uuid.UUID]) -> int:
         sids = [
@@ -56,5 +62,6 @@ class SessionRevoker:
             await asyncio.sleep(interval_s)
             try:
                 await self.sweep()
+                await self._presence.refresh()
             except Exception as exc:
                 _LOG.warning("session sweep failed: %s", type(exc).__name__)

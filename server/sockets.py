@@ -56,6 +56,7 @@ from server.identity import Identity
 from server.metrics import Metrics
 from server.presence import ConnectedSockets
 from server.timefmt import now_iso
+from server.user_presence import Presence
 
 __all__ = ["ChatNamespace", "SocketState"]
 
@@ -104,6 +105,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         connected: ConnectedSockets,
         limiter: EventLimiter,
         metrics: Metrics,
+        presence: Presence,
         *,
         max_sockets_per_user: int,
     ) -> None:
@@ -113,6 +115,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._connected = connected
         self._limiter = limiter
         self._metrics = metrics
+        self._presence = presence
         self._max_sockets = max_sockets_per_user
         self._handlers: dict[str, tuple[Handler, str]] = {
             ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
@@ -213,7 +216,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(
                 "Authentication failed: service unavailable"
             ) from None
-        if self._connected.count_for_user(identity.user_id) >= self._max_sockets:
+        if await self._presence.count(identity.user_id) >= self._max_sockets:
             raise socketio.exceptions.ConnectionRefusedError(
                 f"Too many connections: at most {self._max_sockets} per user"
             )
@@ -222,11 +225,13 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         await self.enter_room(sid, user_room(identity.user_id))
         self._connected.add(sid, identity)
+        await self._presence.joined(identity.user_id, sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         identity = self._connected.remove(sid)
         if identity is None:
             return
+        await self._presence.left(identity.user_id, sid)
         try:
             state = await self._state(sid)
         except Exception:

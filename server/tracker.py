@@ -137,9 +137,8 @@ class RedisTracker:
                 pipe.pexpire(meta, self._ttl_ms)
                 pipe.pexpire(text, self._ttl_ms)
                 await pipe.execute()
-        except _REDIS_ERRORS:
-            # Only remote resumes suffer; local sockets keep streaming.
-            pass
+        except _REDIS_ERRORS:  # only remote resumes suffer; local sockets keep streaming
+            return
 
     async def ended(self, generation: RunningGeneration) -> None:
         meta, text = self._keys(generation.conversation_id)

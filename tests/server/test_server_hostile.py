@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import time
 import uuid
 from datetime import timedelta
@@ -307,3 +308,26 @@ async def test_behind_a_trusted_proxy_limits_count_the_forwarded_address(
         second = f"203.0.113.{int(tag, 16) % 250 + 1}"
         assert [await via(first) for _ in range(3)] == [True, True, False]
         assert await via(second) is True
+
+
+async def test_sockets_per_user_are_capped_across_instances(
+    server_db: TempDatabase, node: NodeClients
+) -> None:
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    channel = f"scca-test-{uuid.uuid4().hex[:8]}"
+    env = {"REDIS_URL": redis_url, "REDIS_CHANNEL": channel, "MAX_SOCKETS_PER_USER": "3"}
+    async with (
+        live_server(test_settings(server_db.app_dsn, **env)) as one,
+        live_server(test_settings(server_db.app_dsn, **env)) as two,
+    ):
+        account = await one.register()
+        first = [await node.connect(one.base_url, token=account["token"]) for _ in range(2)]
+        third = await node.connect(two.base_url, token=account["token"])
+        fourth = await node.connect(two.base_url, token=account["token"])
+        assert all(c.connected.is_set() for c in [*first, third])
+        assert fourth.connect_error == "Too many connections: at most 3 per user"
+        await first[0].disconnect()
+        await asyncio.wait_for(first[0].closed.wait(), 5)
+        await asyncio.sleep(0.2)
+        again = await node.connect(two.base_url, token=account["token"])
+        assert again.connected.is_set(), again.connect_error

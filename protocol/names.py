@@ -12,7 +12,6 @@ __all__ = [
     "conversation_id_from_room",
     "conversation_room",
     "token_room",
-    "user_room",
 ]
 
 
@@ -69,7 +68,6 @@ class ErrorCode(enum.StrEnum):
 
 
 _ROOM_PREFIX = "conv:"
-_USER_ROOM_PREFIX = "user:"
 
 
 def conversation_room(conversation_id: uuid.UUID | str) -> str:
@@ -80,11 +78,6 @@ def conversation_room(conversation_id: uuid.UUID | str) -> str:
 def conversation_id_from_room(room: str) -> str | None:
     """The conversation id of a `conv:` room, or None for any other room."""
     return room[len(_ROOM_PREFIX) :] if room.startswith(_ROOM_PREFIX) else None
-
-
-def user_room(user_id: uuid.UUID | str) -> str:
-    """A private room holding every socket of one user (for revocation and presence)."""
-    return f"{_USER_ROOM_PREFIX}{user_id}"
 
 
 def token_room(conversation_id: uuid.UUID | str, *, with_partial: bool) -> str:

@@ -21,7 +21,9 @@ their bookkeeping are untouched: they still go through the queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import engineio
@@ -30,7 +32,10 @@ import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as _AiohttpWebSocket
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
+
+from server.lean_queue import LeanQueue
 
 __all__ = [
     "ChatEngineServer",
@@ -39,6 +44,7 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
+_SEND_PING = AsyncSocket._send_ping
 
 
 class _UncompressedWebSocket(_AiohttpWebSocket):  # type: ignore[misc]
@@ -74,6 +80,34 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         drivers["websocket"] = _UncompressedWebSocket
         self._async: dict[str, Any] = drivers
         self.direct_websockets: dict[str, web.WebSocketResponse] = {}
+        self._pings: set[asyncio.Future[Any]] = set()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """engine.io starts a task per socket that sleeps `ping_interval` and then pings;
+        a timer does the same for ~0.2 KiB instead of a sleeping task's ~1.2 KiB."""
+        owner = getattr(target, "__self__", None)
+        if (
+            getattr(target, "__func__", None) is _SEND_PING
+            and isinstance(owner, AsyncSocket)
+            and not args
+            and not kwargs
+        ):
+            asyncio.get_running_loop().call_later(self.ping_interval, self._ping, owner)
+            return None  # schedule_ping ignores it
+        return super().start_background_task(target, *args, **kwargs)
+
+    def _ping(self, eio_socket: AsyncSocket) -> None:
+        """The rest of engine.io's `AsyncSocket._send_ping`, once the interval has passed."""
+        if eio_socket.closing or eio_socket.closed:
+            return
+        eio_socket.last_ping = time.time()
+        task = asyncio.ensure_future(eio_socket.send(eio_packet.Packet(eio_packet.PING)))
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
+        """Every socket's packet queue: the lean one (see server/lean_queue.py)."""
+        return LeanQueue()
 
     def direct_socket(self, eio_sid: str) -> web.WebSocketResponse | None:
         """The websocket to write to directly, or None when the queue must be used."""

@@ -29,7 +29,6 @@ from protocol.names import (
     ServerEvent,
     conversation_room,
     token_room,
-    user_room,
 )
 from protocol.socket_events import (
     EditAck,
@@ -223,7 +222,6 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.save_session(
             sid, {_STATE_KEY: SocketState(identity=identity, with_partial=_wants_partial(auth))}
         )
-        await self.enter_room(sid, user_room(identity.user_id))
         self._connected.add(sid, identity)
         await self._presence.joined(identity.user_id, sid)
 

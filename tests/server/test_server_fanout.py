@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
@@ -82,3 +85,38 @@ async def test_metrics_are_exposed_in_prometheus_format(
     assert 'scca_errors_total{code="UNKNOWN_EVENT",transport="socket"} 1.0' in text
     assert "scca_database_latency_seconds" in text
     await tab.disconnect()
+
+
+async def test_idle_sockets_are_kept_alive_by_heartbeats_on_both_transports(
+    server_db: TempDatabase, node: NodeClients
+) -> None:
+    settings = test_settings(server_db.app_dsn, PING_INTERVAL_S="1", PING_TIMEOUT_S="1")
+    async with live_server(settings) as fast:
+        account = await fast.register()
+        tabs = [
+            await node.connect(fast.base_url, token=account["token"], transports=transports)
+            for transports in (["websocket"], ["polling"], ["polling", "websocket"])
+        ]
+        await asyncio.sleep(4.5)  # several ping intervals, each longer than the timeout
+        for tab in tabs:
+            assert tab.connected.is_set(), tab.disconnect_reason
+            [ack] = await tab.emit("ping")
+            assert ack["success"] is True
+
+
+async def test_a_client_that_stops_answering_pings_is_dropped(server_db: TempDatabase) -> None:
+    settings = test_settings(
+        server_db.app_dsn, PING_INTERVAL_S="1", PING_TIMEOUT_S="1", HANDSHAKE_TIMEOUT_S="60"
+    )
+    async with live_server(settings) as fast:
+        account = await fast.register()
+        url = f"{fast.base_url}/api/socket/?EIO=4&transport=polling&token={account['token']}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                sid = json.loads((await response.text())[1:])["sid"]
+            async with http.post(f"{url}&sid={sid}", data="40") as response:
+                assert response.status == 200
+            await asyncio.sleep(4)  # never polls, never answers the ping
+            async with http.get(f"{url}&sid={sid}") as response:
+                body = await response.text()
+                assert response.status == 400 or body.startswith("1"), (response.status, body)

@@ -298,6 +298,7 @@ async def _close_transports(sio: socketio.AsyncServer) -> None:
     client disconnected for good. WebSocket clients ignore engine.io's CLOSE packet, so
     their websocket is closed; long-polling clients get the CLOSE packet."""
     engine = sio.eio
+    await engine.heartbeats.stop()
     for ws in list(engine.direct_websockets.values()):
         with contextlib.suppress(Exception):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -19,19 +19,36 @@ class ConnectedSockets:
     def __init__(self) -> None:
         self._by_sid: dict[str, Identity] = {}
         self._by_user: dict[uuid.UUID, set[str]] = defaultdict(set)
+        # One Identity object per session, however many tabs it has: (identity, sockets).
+        self._by_session: dict[uuid.UUID, tuple[Identity, int]] = {}
 
-    def add(self, sid: str, identity: Identity) -> None:
+    def add(self, sid: str, identity: Identity) -> Identity:
+        """Register a socket; returns the session's shared Identity to keep for it."""
+        shared = self._by_session.get(identity.session_id)
+        if shared is not None and shared[0] == identity:
+            identity = shared[0]
+            self._by_session[identity.session_id] = (identity, shared[1] + 1)
+        elif shared is None:
+            self._by_session[identity.session_id] = (identity, 1)
         self._by_sid[sid] = identity
         self._by_user[identity.user_id].add(sid)
+        return identity
 
     def remove(self, sid: str) -> Identity | None:
         identity = self._by_sid.pop(sid, None)
-        if identity is not None:
-            sids = self._by_user.get(identity.user_id)
-            if sids is not None:
-                sids.discard(sid)
-                if not sids:
-                    del self._by_user[identity.user_id]
+        if identity is None:
+            return None
+        sids = self._by_user.get(identity.user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._by_user[identity.user_id]
+        shared = self._by_session.get(identity.session_id)
+        if shared is not None and shared[0] is identity:
+            if shared[1] <= 1:
+                del self._by_session[identity.session_id]
+            else:
+                self._by_session[identity.session_id] = (identity, shared[1] - 1)
         return identity
 
     def identity(self, sid: str) -> Identity | None:

@@ -28,6 +28,8 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(**kwargs)
         self._handshake_timeout_s = handshake_timeout_s
         self._handshake_checks: set[asyncio.Task[None]] = set()
+        # Only sessions still in their handshake: removed once connected or expired.
+        self._handshake_timers: dict[str, asyncio.TimerHandle] = {}
 
     def _engineio_server_class(self) -> type[ChatEngineServer]:
         return ChatEngineServer
@@ -43,13 +45,28 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
-        # A timer, not a sleeping task: ~0.2 KiB instead of ~2 KiB for every connection.
-        asyncio.get_running_loop().call_later(
+        # A timer, not a sleeping task, cancelled as soon as the socket connects.
+        self._handshake_timers[eio_sid] = asyncio.get_running_loop().call_later(
             self._handshake_timeout_s, self._check_handshake, eio_sid
         )
         return result
 
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> Any:
+        result = await super()._handle_connect(eio_sid, namespace, data)
+        if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is not None:
+            timer = self._handshake_timers.pop(eio_sid, None)
+            if timer is not None:
+                timer.cancel()
+        return result
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> Any:
+        timer = self._handshake_timers.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+        return await super()._handle_eio_disconnect(eio_sid, reason)
+
     def _check_handshake(self, eio_sid: str) -> None:
+        self._handshake_timers.pop(eio_sid, None)
         if eio_sid not in self.eio.sockets:
             return
         if self.manager.sid_from_eio_sid(eio_sid, "/") is not None:

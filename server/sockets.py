@@ -219,10 +219,10 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(
                 f"Too many connections: at most {self._max_sockets} per user"
             )
+        identity = self._connected.add(sid, identity)
         await self.save_session(
             sid, {_STATE_KEY: SocketState(identity=identity, with_partial=_wants_partial(auth))}
         )
-        self._connected.add(sid, identity)
         await self._presence.joined(identity.user_id, sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:

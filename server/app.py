@@ -234,7 +234,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
     app[CHAT] = chat
-    app[PRIVACY] = PrivacyService(app[POOL], tracker)
+    app[PRIVACY] = PrivacyService(app[POOL], tracker, batch_size=settings.privacy_batch_size)
     presence: Presence = (
         RedisPresence(
             app[REDIS], app[CONNECTED], stale_after_s=settings.session_check_interval_s * 4

@@ -64,6 +64,7 @@ class Settings:
     session_check_interval_s: float = 5.0
     limits: EventLimits = field(default_factory=EventLimits)
     purge_retention_days: int = 30
+    privacy_batch_size: int = 500
     trust_proxy: bool = False
     purge_interval_s: float = 3600.0
 
@@ -247,6 +248,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_sockets_per_user=_int(env, "MAX_SOCKETS_PER_USER", 20, low=1, high=10_000),
         handshake_timeout_s=_float(env, "HANDSHAKE_TIMEOUT_S", 10.0, low=0.5, high=600.0),
         trust_proxy=_bool(env, "TRUST_PROXY", False),
+        privacy_batch_size=_int(env, "PRIVACY_BATCH_SIZE", 500, low=1, high=100_000),
         purge_retention_days=_int(env, "PURGE_RETENTION_DAYS", 30, low=1, high=3650),
         purge_interval_s=_float(env, "PURGE_INTERVAL_S", 3600.0, low=10.0, high=7 * 86400.0),
         limits=EventLimits(

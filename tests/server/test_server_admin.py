@@ -31,21 +31,9 @@ PASSWORD = "correct horse battery"
 TABLES = ("users", "sessions", "conversations", "messages", "generation_locks", "audit_log")
 
 
-async def ensure_purge_function(admin_dsn: str, app_role: str = "scca_app") -> None:
-    """Bring a version-1 test database to what migration 002 adds (a no-op once applied)."""
-    con = await asyncpg.connect(admin_dsn)
-    try:
-        if not await con.fetchval(f"SELECT to_regprocedure('{PURGE_FUNCTION}') IS NOT NULL"):
-            await con.execute(MIGRATION.read_text(encoding="utf-8"))
-        await con.execute(f'GRANT EXECUTE ON FUNCTION {PURGE_FUNCTION} TO "{app_role}"')
-    finally:
-        await con.close()
-
-
 @pytest_asyncio.fixture(scope="module")
 async def admin_db() -> AsyncIterator[TempDatabase]:
     async with temporary_database() as db:
-        await ensure_purge_function(db.admin_dsn)
         yield db
 
 

@@ -15,12 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from live_server import LiveServer, test_settings
+from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import TempDatabase, temporary_database
 
@@ -32,66 +30,24 @@ from server.appkeys import ACCOUNTS, POOL
 from server.identity import Identity
 from server.keyring import open_conversation_keys
 from server.privacy import PrivacyService, purge_loop
-from server.routes_privacy import PRIVACY, privacy_routes
-from server.routes_privacy import delete_conversation as hard_or_soft_delete
+from server.routes_privacy import PRIVACY
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "002_purge.sql"
 PURGE_FUNCTION = "purge_deleted_conversations(timestamptz, integer)"
 PASSWORD = "correct horse battery"
 
 
-async def ensure_purge_function(admin_dsn: str, app_role: str = "scca_app") -> None:
-    """Bring a version-1 test database to what migration 002 adds (a no-op once applied)."""
-    con = await asyncpg.connect(admin_dsn)
-    try:
-        if not await con.fetchval(f"SELECT to_regprocedure('{PURGE_FUNCTION}') IS NOT NULL"):
-            await con.execute(MIGRATION.read_text(encoding="utf-8"))
-        await con.execute(f'GRANT EXECUTE ON FUNCTION {PURGE_FUNCTION} TO "{app_role}"')
-    finally:
-        await con.close()
-
-
 @pytest_asyncio.fixture(scope="module")
 async def privacy_db() -> AsyncIterator[TempDatabase]:
     async with temporary_database() as db:
-        await ensure_purge_function(db.admin_dsn)
         yield db
 
 
 @asynccontextmanager
 async def privacy_server(db: TempDatabase, **env: str) -> AsyncIterator[LiveServer]:
-    """`create_app` with `privacy_routes()` ahead of the conversation routes.
-
-    Once `create_app` wires them itself this is the plain app; until then the routes
-    and the service are added here the way `create_app` is to add them.
-    """
-    settings = test_settings(db.app_dsn, **env)
-    app = server_app.create_app(settings)
-    if not any(route.handler is hard_or_soft_delete for route in app.router.routes()):
-        original = server_app.conversation_routes
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(
-                server_app, "conversation_routes", lambda: [*privacy_routes(), *original()]
-            )
-            app = server_app.create_app(settings)
-
-        async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
-            app[PRIVACY] = PrivacyService(app[POOL], app[server_app.TRACKER], batch_size=64)
-            yield
-
-        app.cleanup_ctx.append(privacy_ctx)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with aiohttp.ClientSession() as http:
-        try:
-            yield LiveServer(
-                app=app, base_url=f"http://{host}:{port}", http=http, settings=settings
-            )
-        finally:
-            await runner.cleanup()
+    """A live server; rotation batches of 64 so a few hundred messages take several."""
+    async with live_server(test_settings(db.app_dsn, PRIVACY_BATCH_SIZE="64", **env)) as live:
+        yield live
 
 
 @pytest_asyncio.fixture

@@ -16,10 +16,10 @@ async def test_each_socket_is_pinged_once_about_one_interval_later() -> None:
     sockets = [object() for _ in range(50)]
     for sock in sockets:
         wheel.schedule(sock)  # type: ignore[arg-type]
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.5)
     assert sorted(id(s) for s, _ in pinged) == sorted(id(s) for s in sockets)
     for _, at in pinged:
-        assert 0.5 <= at - start <= 0.5 + 0.25 + 0.2  # one slot late at most, plus slack
+        assert 0.5 <= at - start <= 0.5 + 0.25 + 0.5  # one slot late at most, plus slack
     await wheel.stop()
 
 

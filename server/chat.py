@@ -145,15 +145,6 @@ class ChatService:
             records = await storage.list_conversations(con, limit=limit + 1, offset=offset)
         return records[:limit], len(records) > limit
 
-    async def get_conversation(
-        self, identity: Identity, conversation_id: uuid.UUID
-    ) -> storage.ConversationRecord:
-        async with storage.user_tx(self._pool, identity.user_id) as con:
-            record = await storage.get_conversation(con, conversation_id)
-        if record is None:
-            raise errors.NotFound()
-        return record
-
     async def open_for_join(
         self, identity: Identity, conversation_id: uuid.UUID
     ) -> tuple[storage.ConversationRecord, bool]:

@@ -60,9 +60,6 @@ class ConnectedSockets:
     def __len__(self) -> int:
         return len(self._by_sid)
 
-    def all_sids(self) -> list[str]:
-        return list(self._by_sid)
-
     def sids_of_session(self, session_id: uuid.UUID) -> list[str]:
         return [sid for sid, ident in self._by_sid.items() if ident.session_id == session_id]
 

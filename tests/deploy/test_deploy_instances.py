@@ -111,3 +111,25 @@ async def test_stop_on_one_instance_keeps_what_the_other_streamed(
     assert body["messages"][1]["content"] == complete["content"]
     assert body["messages"][1]["stopped"] is True
     assert 5 <= len(sender.named("ai-token")) < 200
+
+
+async def test_stop_on_instance_2_stops_the_reply_running_on_instance_1(
+    pair: list[Instance], node: NodeClients
+) -> None:
+    first, second = pair
+    account = await register(first.base_url)
+    conversation_id = await create_conversation(first.base_url, account, model="scripted:300:20")
+    sender = await tab(node, first.base_url, account, conversation_id)
+    stopper = await tab(node, second.base_url, account, conversation_id)
+    send = asyncio.create_task(sender.emit("send-message", {"content": "a long answer please"}))
+    await stopper.wait_for("ai-token", lambda d: d["tokenIndex"] >= 5)
+    [stop_ack] = await stopper.emit("stop-generation")
+    assert stop_ack == {"success": True, "stopped": True}
+    [send_ack] = await send
+    assert send_ack["success"] is True and send_ack["stopped"] is True, send_ack
+    complete = (await stopper.wait_for("ai-complete")).data
+    assert complete["stopped"] is True and complete["messageCount"] == 2
+    assert len(sender.named("ai-token")) < 300
+    body = await conversation(second.base_url, account, conversation_id)
+    assert body["messages"][1]["content"] == complete["content"]
+    assert body["messages"][1]["stopped"] is True

@@ -286,6 +286,7 @@ async def _on_shutdown(app: web.Application) -> None:
     """Runs once the listening sockets are closed, before open connections are waited for:
     running replies may finish (bounded by SHUTDOWN_GRACE_S), then every connection is
     closed so its client reconnects to another instance instead of waiting for a timeout."""
+    app[CHAT].close()
     await app[GENERATIONS].drain(app[SETTINGS].shutdown_grace_s)
     # A send's ack leaves from its event handler just after its reply ended.
     await asyncio.sleep(0.2)

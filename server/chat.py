@@ -103,6 +103,12 @@ class ChatService:
         self._replies = replies
         self._max_conversations = max_conversations_per_user
         self._lock_ttl_s = lock_ttl_s
+        self._closing = False
+
+    def close(self) -> None:
+        """Shutting down: running replies may finish, new ones are refused (UNAVAILABLE),
+        so the client retries on another instance."""
+        self._closing = True
 
     # ── conversations ───────────────────────────────────────────────────────
 
@@ -276,6 +282,8 @@ class ChatService:
         The reply runs in its own task so a client that goes away does not cancel it.
         Attach listeners to `SendStart.generation` before awaiting anything.
         """
+        if self._closing:
+            raise errors.Unavailable("The server is restarting; retry")
         owner = uuid.uuid4()
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
@@ -483,6 +491,8 @@ class ChatService:
         self, identity: Identity, conversation_id: uuid.UUID, user_seq: int
     ) -> RunningGeneration | None:
         """The seed's promise: "Auto-trigger AI regeneration from N+1"."""
+        if self._closing:
+            return None
         owner = uuid.uuid4()
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)

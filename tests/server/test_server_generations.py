@@ -12,6 +12,8 @@ from live_server import LiveServer
 from node_client import NodeClients, resumed_text
 from pg import TempDatabase
 
+from server.appkeys import CHAT
+
 
 async def _messages(server: LiveServer, token: str, conversation_id: str) -> dict[str, Any]:
     status, body = await server.call("GET", f"/api/conversations/{conversation_id}", token=token)
@@ -192,3 +194,22 @@ async def test_edit_during_generation_never_leaks_the_cancelled_reply(
         assert locks == 0
         await tab.disconnect()
         await watcher.disconnect()
+
+
+async def test_while_shutting_down_new_sends_are_refused_as_unavailable(
+    server: LiveServer, node: NodeClients
+) -> None:
+    account = await server.register()
+    conversation_id = await server.create_conversation(account["token"])
+    tab = await node.joined(server.base_url, account["token"], conversation_id)
+    server.app[CHAT].close()
+    [ack] = await tab.emit("send-message", {"content": "too late"})
+    assert ack["success"] is False and ack["code"] == "UNAVAILABLE", ack
+    status, body = await server.call(
+        "POST",
+        f"/api/conversations/{conversation_id}/messages",
+        token=account["token"],
+        json={"content": "too late", "stream": False},
+    )
+    assert status == 503 and body["code"] == "UNAVAILABLE"
+    assert (await _messages(server, account["token"], conversation_id))["messageCount"] == 0

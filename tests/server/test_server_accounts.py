@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from live_server import TEST_SECRET, LiveServer
-from node_client import NodeClient, NodeClients
+from node_client import NodeClients
 from pg import TempDatabase
 
 import crypto
@@ -73,20 +73,6 @@ async def login(
         server, "POST", "/api/auth/login", json_body={"email": email, "password": password}, **kw
     )
     return status, body
-
-
-async def close_socket(server: LiveServer, client: NodeClient) -> None:
-    """Disconnect and wait until the server has let the socket go.
-
-    Tearing the server down while a close is still in flight stalls its shutdown.
-    """
-    await client.disconnect()
-    connected = server.app[CONNECTED]
-    for _ in range(250):
-        if not len(connected):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the server kept a disconnected socket for 5 s")
 
 
 def _session_id(token: str) -> uuid.UUID:
@@ -494,7 +480,7 @@ async def test_password_change_keeps_messages_and_revokes_other_sessions(
     )
     assert status == 200, sent_again
     assert sent_again["messageCount"] == 4
-    await close_socket(server, current_socket)
+    await server.close_socket(current_socket)
 
 
 # ── sockets refused ─────────────────────────────────────────────────────────
@@ -582,7 +568,7 @@ async def test_sockets_with_bad_tokens_are_refused(server: LiveServer, node: Nod
     by_query = await node.connect(server.base_url, query={"token": swapped_sid})
     assert by_query.connect_error is not None
     assert by_query.connect_error.startswith("Authentication failed")
-    await close_socket(server, good)
+    await server.close_socket(good)
 
 
 # ── what is stored ──────────────────────────────────────────────────────────

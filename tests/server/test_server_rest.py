@@ -18,10 +18,8 @@ from typing import Any
 import asyncpg
 import pytest
 from live_server import LiveServer
-from node_client import NodeClient, NodeClients
+from node_client import NodeClients
 from pg import TempDatabase
-
-from server.appkeys import CONNECTED
 
 WARNING = "Messages after this point have been permanently deleted"
 MESSAGE_KEYS = {"sequence", "role", "content", "timestamp", "contentHash", "isDecrypted"}
@@ -92,30 +90,6 @@ async def wait_for_count(
             if body["messageCount"] == count and len(body["messages"]) == count:
                 return body
             await asyncio.sleep(0.05)
-
-
-async def joined(
-    server: LiveServer, node: NodeClients, token: str, conversation_id: str
-) -> NodeClient:
-    client = await node.connect(server.base_url, token=token)
-    assert client.connected.is_set(), client.connect_error
-    [ack] = await client.emit("join-conversation", conversation_id)
-    assert ack["success"] is True, ack
-    return client
-
-
-async def close_socket(server: LiveServer, client: NodeClient) -> None:
-    """Disconnect and wait until the server has let the socket go.
-
-    Tearing the server down while a close is still in flight stalls its shutdown.
-    """
-    await client.disconnect()
-    connected = server.app[CONNECTED]
-    for _ in range(250):
-        if not len(connected):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the server kept a disconnected socket for 5 s")
 
 
 @dataclass
@@ -540,7 +514,7 @@ async def test_delete_hides_the_conversation_everywhere(
     client = await node.connect(server.base_url, token=token)
     [ack] = await client.emit("join-conversation", conversation_id)
     assert ack == {"success": False, "code": "NOT_FOUND", "error": "Conversation not found"}
-    await close_socket(server, client)
+    await server.close_socket(client)
 
 
 # ── send ────────────────────────────────────────────────────────────────────
@@ -578,7 +552,7 @@ async def test_send_streams_server_sent_events_to_the_client_and_the_room(
 ) -> None:
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
-    tab = await joined(server, node, token, conversation_id)
+    tab = await node.joined(server.base_url, token, conversation_id)
 
     status, headers, events = await stream(server, token, conversation_id, {"content": "hello"})
     assert status == 200
@@ -611,7 +585,7 @@ async def test_send_streams_server_sent_events_to_the_client_and_the_room(
     assert all(t["sequence"] == 2 for t in live)
     stored = await detail(server, token, conversation_id)
     assert [m["content"] for m in stored["messages"]] == ["hello", partial]
-    await close_socket(server, tab)
+    await server.close_socket(tab)
 
 
 async def test_send_stream_reports_a_failed_reply_as_an_error_event(server: LiveServer) -> None:
@@ -772,7 +746,7 @@ async def test_edit_truncates_and_regenerates(server: LiveServer, node: NodeClie
     conversation_id = await server.create_conversation(token)
     await send(server, token, conversation_id, "original question")
     await send(server, token, conversation_id, "follow-up")
-    tab = await joined(server, node, token, conversation_id)
+    tab = await node.joined(server.base_url, token, conversation_id)
     mark = len(tab.events)
 
     status, body = await call(
@@ -822,7 +796,7 @@ async def test_edit_truncates_and_regenerates(server: LiveServer, node: NodeClie
         ("assistant", "a hand-written answer"),
     ]
     assert stored["integrity"] == {"valid": True, "lastValidSequence": 2}
-    await close_socket(server, tab)
+    await server.close_socket(tab)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,8 +11,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from node_client import NodeClient
 
 from server.app import create_app
+from server.appkeys import CONNECTED
 from server.config import Settings, load_settings
 
 __all__ = ["LiveServer", "live_server", "test_settings"]
@@ -80,6 +83,16 @@ class LiveServer:
         )
         assert status == 201, body
         return dict(body)
+
+    async def close_socket(self, client: NodeClient) -> None:
+        """Disconnect a client and wait until this server has let its socket go."""
+        await client.disconnect()
+        connected = self.app[CONNECTED]
+        for _ in range(250):
+            if not len(connected):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the server kept a disconnected socket for 5 s")
 
     async def create_conversation(self, token: str, **fields: Any) -> str:
         status, body = await self.call("POST", "/api/conversations", token=token, json=fields)

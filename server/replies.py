@@ -102,14 +102,27 @@ class ReplyRunner:
     ) -> GenerationOutcome:
         await self._tracker.started(generation)
         try:
-            outcome = await self._generate(generation, identity, model, history, keys)
-            self._metrics.generations.labels(_outcome_label(outcome)).inc()
-            return outcome
+            outcome = await self._outcome(generation, identity, model, history, keys)
+        finally:
+            self._generations.remove(generation)
+            await self._tracker.ended(generation)
+        self._metrics.generations.labels(_outcome_label(outcome)).inc()
+        return outcome
+
+    async def _outcome(
+        self,
+        generation: RunningGeneration,
+        identity: Identity,
+        model: str,
+        history: list[ChatMessage],
+        keys: crypto.ConversationKeys,
+    ) -> GenerationOutcome:
+        """Generate; every failure becomes an outcome the room has been told about."""
+        try:
+            return await self._generate(generation, identity, model, history, keys)
         except AIError as exc:
-            self._metrics.generations.labels("error").inc()
             return await self._fail(generation, identity, exc.code, exc.message)
         except storage.Unavailable:
-            self._metrics.generations.labels("error").inc()
             return await self._fail(
                 generation, identity, ErrorCode.UNAVAILABLE, "Database unavailable"
             )
@@ -125,9 +138,6 @@ class ReplyRunner:
             return await self._fail(
                 generation, identity, ErrorCode.AI_ERROR, "The reply could not be generated"
             )
-        finally:
-            self._generations.remove(generation)
-            await self._tracker.ended(generation)
 
     async def load_history(
         self,

@@ -42,28 +42,10 @@ async def call(
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
-    """One REST call that also checks what every response must satisfy.
-
-    Error bodies are JSON `{error, code?}`; no body carries a stack trace or driver name.
-    """
-    all_headers = dict(headers or {})
-    if token is not None:
-        all_headers["Authorization"] = f"Bearer {token}"
-    async with server.http.request(
-        method, server.base_url + path, json=json_body, data=data, headers=all_headers
-    ) as response:
-        text = await response.text()
-        status = response.status
-        response_headers = dict(response.headers)
-    assert "Traceback" not in text and "asyncpg" not in text, text
-    body: Any = json.loads(text) if text else None
-    if status >= 400:
-        assert isinstance(body, dict), (status, text)
-        assert isinstance(body.get("error"), str) and body["error"], body
-        assert set(body) <= {"error", "code", "retryAfter"}, body
-        if "code" in body:
-            assert isinstance(body["code"], str) and body["code"], body
-    return status, body, response_headers
+    """`LiveServer.checked_call`, in this file's shape."""
+    return await server.checked_call(
+        method, path, token=token, json_body=json_body, data=data, headers=headers
+    )
 
 
 async def login(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,12 +67,44 @@ class LiveServer:
         ) as response:
             text = await response.text()
             try:
-                import json as _json
-
-                body: Any = _json.loads(text) if text else None
+                body: Any = json_module.loads(text) if text else None
             except ValueError:
                 body = text
             return response.status, body
+
+    async def checked_call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One REST call that also checks what every response must satisfy: error bodies
+        are JSON `{error, code?, retryAfter?}`; no body carries a stack trace or driver name.
+        """
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        async with self.http.request(
+            method, self.base_url + path, json=json_body, data=data, headers=all_headers
+        ) as response:
+            text = await response.text()
+            status = response.status
+            content_type = response.content_type
+            response_headers = dict(response.headers)
+        assert "Traceback" not in text and "asyncpg" not in text, text
+        body: Any = json_module.loads(text) if text else None
+        if status >= 400:
+            assert content_type == "application/json", (status, content_type, text)
+            assert isinstance(body, dict), (status, text)
+            assert isinstance(body.get("error"), str) and body["error"], body
+            assert set(body) <= {"error", "code", "retryAfter"}, body
+            if "code" in body:
+                assert isinstance(body["code"], str) and body["code"], body
+        return status, body, response_headers
 
     async def register(
         self, email: str | None = None, password: str = "correct horse battery"

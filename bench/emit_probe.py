@@ -27,7 +27,7 @@ def install(log_path: Path) -> bool:
     probe wraps; the paced benchmark then falls back to its first-receipt method.
     """
     from protocol.names import ServerEvent
-    from server import broadcast
+    from server.realtime import broadcaster as broadcast
 
     SocketIOBroadcaster = getattr(broadcast, "SocketIOBroadcaster", None)
     if not all(hasattr(SocketIOBroadcaster, n) for n in ("tokens", "to_conversation")):

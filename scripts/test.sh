@@ -31,5 +31,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts (pyproject.toml [tool.importlinter])"
+contracts=$(.venv/bin/lint-imports --no-cache 2>&1) || { echo "$contracts"; exit 1; }
+grep '^Contracts:' <<<"$contracts"
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -37,14 +37,14 @@ from typing import TextIO
 import asyncpg
 
 import storage
-from server import exceptions as errors
-from server.accounts import Accounts
 from server.app import database_dsn
 from server.config import ConfigError, Settings, load_settings
-from server.generation import LocalGenerations
-from server.privacy import PrivacyService, VerifyReport
-from server.timefmt import iso
-from server.tracker import LocalTracker
+from server.service import exceptions as errors
+from server.service.accounts import Accounts
+from server.service.generation_tracker import LocalTracker
+from server.service.generations import LocalGenerations
+from server.service.privacy import PrivacyService, VerifyReport
+from server.service.timefmt import iso
 from storage import privacy as privacy_sql
 
 __all__ = ["main"]

@@ -13,53 +13,56 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import redis.asyncio as redis_asyncio
-import socketio
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 import storage
 from ai import ProviderRegistry
-from server.accounts import Accounts
 from server.appkeys import (
     ACCOUNTS,
     CHAT,
     CONNECTED,
+    GENERATIONS,
     LOGIN_LIMITER,
     METRICS,
     POOL,
+    PRIVACY,
+    PUBSUB_STATE,
     REDIS,
     REVOKER,
     SETTINGS,
     SIO,
+    TRACKER,
 )
-from server.broadcast import SocketIOBroadcaster
-from server.chat import ChatService
 from server.config import Settings
-from server.event_limits import EventLimiter
-from server.fanout import FastEmitManager, FastRedisManager
-from server.generation import LocalGenerations
-from server.health import health_routes
-from server.http import error_middleware
-from server.metrics import Metrics, metrics_handler
-from server.presence import ConnectedSockets
-from server.privacy import PrivacyService, purge_loop
-from server.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
-from server.replies import ReplyRunner
-from server.revocation import SessionRevoker
-from server.routes_auth import auth_routes
-from server.routes_conversations import conversation_routes
-from server.routes_docs import docs_routes
-from server.routes_privacy import PRIVACY, privacy_routes
-from server.socket_server import ChatSocketServer
-from server.sockets import ChatNamespace
-from server.tracker import GenerationTracker, LocalTracker, RedisTracker
-from server.user_presence import LocalPresence, Presence, RedisPresence
-from server.wire_json import WirePacket
+from server.realtime.broadcaster import SocketIOBroadcaster
+from server.realtime.engine.fanout import FastEmitManager, FastRedisManager
+from server.realtime.engine.pubsub_probe import pubsub_listener_state
+from server.realtime.engine.socket_server import ChatSocketServer
+from server.realtime.engine.wire_packet import WirePacket
+from server.realtime.presence import LocalPresence, Presence, RedisPresence
+from server.realtime.revocation import SessionRevoker
+from server.realtime.scca_namespace import ChatNamespace
+from server.rest.auth import auth_routes
+from server.rest.conversations import conversation_routes
+from server.rest.docs import docs_routes
+from server.rest.health import health_routes
+from server.rest.http import error_middleware
+from server.rest.metrics import metrics_handler
+from server.rest.privacy import privacy_routes
+from server.service.accounts import Accounts
+from server.service.chat import ChatService
+from server.service.connected_sockets import ConnectedSockets
+from server.service.event_limits import EventLimiter
+from server.service.generation_tracker import GenerationTracker, LocalTracker, RedisTracker
+from server.service.generations import LocalGenerations
+from server.service.metrics import Metrics
+from server.service.privacy import PrivacyService, purge_loop
+from server.service.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
+from server.service.replies import ReplyRunner
 
 __all__ = ["create_app"]
 
 _LOG = logging.getLogger(__name__)
-GENERATIONS = web.AppKey("generations", LocalGenerations)
-TRACKER = web.AppKey("tracker", GenerationTracker)
 
 
 def database_dsn(settings: Settings) -> str:
@@ -73,7 +76,7 @@ def database_dsn(settings: Settings) -> str:
     )
 
 
-def _socket_server(settings: Settings) -> socketio.AsyncServer:
+def _socket_server(settings: Settings) -> ChatSocketServer:
     manager: FastEmitManager = (
         FastRedisManager(
             settings.redis_url,
@@ -100,7 +103,7 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
     )
 
 
-def _metrics(app: web.Application, sio: socketio.AsyncServer) -> Metrics:
+def _metrics(app: web.Application, sio: ChatSocketServer) -> Metrics:
     metrics = Metrics()
     metrics.gauge(
         "scca_connected_sockets", "Sockets connected to this instance", lambda: len(app[CONNECTED])
@@ -141,6 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     sio = _socket_server(settings)
     app[SIO] = sio
+    app[PUBSUB_STATE] = lambda: pubsub_listener_state(sio)
     app[CONNECTED] = ConnectedSockets()
     app[GENERATIONS] = LocalGenerations()
     app[METRICS] = _metrics(app, sio)
@@ -162,7 +166,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
-    app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_on_shutdown)
     return app
 
@@ -242,7 +245,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if REDIS in app
         else LocalPresence(app[CONNECTED])
     )
-    app[REVOKER] = SessionRevoker(app[SIO], app[CONNECTED], accounts, presence)
+    revoker = SessionRevoker(app[SIO], app[CONNECTED], accounts, presence)
+    app[REVOKER] = revoker
     app[SIO].register_namespace(
         ChatNamespace(
             accounts,
@@ -252,18 +256,24 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[METRICS],
             presence,
             max_sockets_per_user=settings.max_sockets_per_user,
+            trust_proxy=settings.trust_proxy,
         )
     )
+    tasks = _background_tasks(app, revoker)
     yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await registry.aclose()
 
 
-async def _background(app: web.Application) -> AsyncIterator[None]:
+def _background_tasks(app: web.Application, revoker: SessionRevoker) -> list[asyncio.Task[None]]:
+    """The instance's loops: the session sweep, the generation control channel, the purge."""
     settings = app[SETTINGS]
-    tasks = [
-        asyncio.create_task(
-            app[REVOKER].run(settings.session_check_interval_s), name="session-sweep"
-        ),
+    return [
+        asyncio.create_task(revoker.run(settings.session_check_interval_s), name="session-sweep"),
         asyncio.create_task(app[TRACKER].run(), name="generation-control"),
         asyncio.create_task(
             purge_loop(
@@ -274,12 +284,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             name="purge",
         ),
     ]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -290,20 +294,4 @@ async def _on_shutdown(app: web.Application) -> None:
     await app[GENERATIONS].drain(app[SETTINGS].shutdown_grace_s)
     # A send's ack leaves from its event handler just after its reply ended.
     await asyncio.sleep(0.2)
-    await _close_transports(app[SIO])
-
-
-async def _close_transports(sio: socketio.AsyncServer) -> None:
-    """Close every connection at the transport level, so socket.io-client reconnects (to
-    another instance); a Socket.IO DISCONNECT ("io server disconnect") would leave the
-    client disconnected for good. WebSocket clients ignore engine.io's CLOSE packet, so
-    their websocket is closed; long-polling clients get the CLOSE packet."""
-    engine = sio.eio
-    await engine.heartbeats.stop()
-    for ws in list(engine.direct_websockets.values()):
-        with contextlib.suppress(Exception):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-    for eio_sid in list(engine.sockets):
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1):
-                await engine.disconnect(eio_sid)
+    await app[SIO].close_transports()

@@ -1,40 +1,58 @@
-"""Typed keys of what `create_app` stores in the aiohttp application."""
+"""Every typed key of what `create_app` stores in the aiohttp application, in one place.
+
+Both adapters and the wiring read these; the types they name are the service's (or a
+protocol of it), so importing this module pulls in no adapter.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import redis.asyncio as redis_asyncio
 import socketio
 from aiohttp import web
 
-from server.accounts import Accounts
-from server.chat import ChatService
 from server.config import Settings
-from server.metrics import Metrics
-from server.presence import ConnectedSockets
-from server.ratelimit import LoginLimiter
-from server.revocation import SessionRevoker
+from server.service.accounts import Accounts
+from server.service.chat import ChatService
+from server.service.connected_sockets import ConnectedSockets, SessionDisconnector
+from server.service.generation_tracker import GenerationTracker
+from server.service.generations import LocalGenerations
+from server.service.metrics import Metrics
+from server.service.privacy import PrivacyService
+from server.service.ratelimit import LoginLimiter
 
 __all__ = [
     "ACCOUNTS",
     "CHAT",
     "CONNECTED",
+    "GENERATIONS",
     "LOGIN_LIMITER",
     "METRICS",
     "POOL",
+    "PRIVACY",
+    "PUBSUB_STATE",
     "REDIS",
     "REVOKER",
     "SETTINGS",
     "SIO",
+    "TRACKER",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# Only when REDIS_URL is set: `REDIS in app` is how the wiring tells one instance from many.
 REDIS = web.AppKey("redis", redis_asyncio.Redis)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 CHAT = web.AppKey("chat", ChatService)
+PRIVACY = web.AppKey("privacy", PrivacyService)
 CONNECTED = web.AppKey("connected", ConnectedSockets)
-REVOKER = web.AppKey("revoker", SessionRevoker)
+GENERATIONS = web.AppKey("generations", LocalGenerations)
+TRACKER = web.AppKey("tracker", GenerationTracker)
+REVOKER = web.AppKey("revoker", SessionDisconnector)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 METRICS = web.AppKey("metrics", Metrics)
+# The state of the Socket.IO pub/sub listener ("ok", "listener stopped", ...), for health.
+PUBSUB_STATE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("pubsub_state")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.settings import AISettings
-from server.event_limits import EventLimits
+from server.service.event_limits import EventLimits
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from server.heartbeats import PingWheel
+from server.realtime.engine.ping_wheel import PingWheel
 
 
 async def test_each_socket_is_pinged_once_about_one_interval_later() -> None:

@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from server.lean_queue import LeanQueue
+from server.realtime.engine.lean_queue import LeanQueue
 
 
 async def test_fifo_and_nowait() -> None:

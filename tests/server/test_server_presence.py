@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from server.identity import Identity
-from server.presence import ConnectedSockets
+from server.service.connected_sockets import ConnectedSockets
+from server.service.identity import Identity
 
 
 def _identity(user: uuid.UUID, session: uuid.UUID) -> Identity:

@@ -26,11 +26,10 @@ import crypto
 import server.app as server_app
 import storage
 import storage.migrate
-from server.appkeys import ACCOUNTS, POOL
-from server.identity import Identity
-from server.keyring import open_conversation_keys
-from server.privacy import PrivacyService, purge_loop
-from server.routes_privacy import PRIVACY
+from server.appkeys import ACCOUNTS, POOL, PRIVACY
+from server.service.identity import Identity
+from server.service.keyring import open_conversation_keys
+from server.service.privacy import PrivacyService, purge_loop
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "002_purge.sql"
 PURGE_FUNCTION = "purge_deleted_conversations(timestamptz, integer)"

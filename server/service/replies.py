@@ -20,17 +20,17 @@ import storage
 from ai import AIError, ChatMessage, FinishReason, ProviderRegistry, Role, build_context
 from protocol.names import ErrorCode, ServerEvent
 from protocol.socket_events import AiComplete, AiError, AiToken
-from server.broadcast import Broadcaster
-from server.generation import (
+from server.service.broadcaster import Broadcaster
+from server.service.generation_tracker import GenerationTracker
+from server.service.generations import (
     CancelMode,
     GenerationOutcome,
     LocalGenerations,
     RunningGeneration,
 )
-from server.identity import Identity
-from server.metrics import Metrics
-from server.timefmt import now_iso
-from server.tracker import GenerationTracker
+from server.service.identity import Identity
+from server.service.metrics import Metrics
+from server.service.timefmt import now_iso
 
 __all__ = ["ReplyRunner"]
 

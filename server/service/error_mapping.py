@@ -8,7 +8,7 @@ import ai.exceptions as ai_errors
 import crypto.exceptions as crypto_errors
 import storage.exceptions as storage_errors
 from protocol.exceptions import ProtocolError
-from server import exceptions as errors
+from server.service import exceptions as errors
 
 __all__ = ["to_service_error"]
 

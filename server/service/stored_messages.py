@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import crypto
 import storage
-from server.timefmt import iso
+from server.service.timefmt import iso
 
 __all__ = ["UNREADABLE", "DecodedMessage", "decode_message"]
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 import socketio
 
-from server.accounts import Accounts
-from server.presence import ConnectedSockets
-from server.user_presence import Presence
+from server.realtime.presence import Presence
+from server.service.accounts import Accounts
+from server.service.connected_sockets import ConnectedSockets
 
 __all__ = ["SessionRevoker"]
 

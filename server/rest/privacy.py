@@ -22,18 +22,16 @@ from protocol.privacy import (
     VerifyResponse,
 )
 from protocol.rest import Integrity
-from server import exceptions as errors
-from server.appkeys import REVOKER
-from server.http import authenticate, json_response, read_json
-from server.privacy import ConversationExport as ExportedConversation
-from server.privacy import PrivacyService
-from server.routes_conversations import conversation_id_param, message_out
-from server.routes_conversations import delete_conversation as soft_delete_conversation
-from server.timefmt import iso, now_iso
+from server.appkeys import PRIVACY, REVOKER
+from server.rest.conversations import conversation_id_param, message_out
+from server.rest.conversations import delete_conversation as soft_delete_conversation
+from server.rest.http import authenticate, json_response, read_json
+from server.service import exceptions as errors
+from server.service.privacy import ConversationExport as ExportedConversation
+from server.service.timefmt import iso, now_iso
 
-__all__ = ["PRIVACY", "privacy_routes", "render_markdown"]
+__all__ = ["privacy_routes", "render_markdown"]
 
-PRIVACY = web.AppKey("privacy", PrivacyService)
 
 _FORMATS = ("json", "markdown")
 _TRUE = ("true", "1", "yes")

@@ -25,15 +25,15 @@ from protocol.socket_events import (
     NeedsRegeneration,
     TypingStart,
 )
-from server import exceptions as errors
-from server.broadcast import Broadcaster
-from server.generation import CancelMode, RunningGeneration
-from server.identity import Identity
-from server.keyring import new_wrapped_conversation_key, open_conversation_keys
-from server.replies import ReplyRunner
-from server.stored_messages import DecodedMessage, decode_message
-from server.timefmt import iso, now_iso
-from server.tracker import GenerationTracker
+from server.service import exceptions as errors
+from server.service.broadcaster import Broadcaster
+from server.service.generation_tracker import GenerationTracker
+from server.service.generations import CancelMode, RunningGeneration
+from server.service.identity import Identity
+from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.service.replies import ReplyRunner
+from server.service.stored_messages import DecodedMessage, decode_message
+from server.service.timefmt import iso, now_iso
 
 __all__ = [
     "ChatService",

@@ -1,37 +1,19 @@
-"""Delivery of server events to rooms and sockets, behind a small interface.
-
-The chat service only knows `Broadcaster`; the Socket.IO adapter implements it. Tests
-and REST streaming observe generations through `GenerationListener`s instead.
-"""
+"""The chat service's `Broadcaster` over python-socketio: room emits that reach every
+instance through its client manager (Redis when several instances run)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import socketio
 
 from protocol.names import ServerEvent, conversation_room, token_room
 from protocol.socket_events import AiToken
-from server.metrics import Metrics
+from server.service.metrics import Metrics
 
-__all__ = ["Broadcaster", "SocketIOBroadcaster"]
-
-
-class Broadcaster(Protocol):
-    async def to_conversation(
-        self,
-        conversation_id: uuid.UUID,
-        event: ServerEvent,
-        payload: msgspec.Struct,
-        *,
-        skip_sid: str | None = None,
-    ) -> None: ...
-
-    async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None: ...
-
-    async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None: ...
+__all__ = ["SocketIOBroadcaster"]
 
 
 def _wire(payload: msgspec.Struct) -> Any:
@@ -53,13 +35,13 @@ class SocketIOBroadcaster:
         *,
         skip_sid: str | None = None,
     ) -> None:
-        self._metrics.events_out.labels(str(event)).inc()
+        self._metrics.event_out(event)
         await self._sio.emit(
             str(event), _wire(payload), room=conversation_room(conversation_id), skip_sid=skip_sid
         )
 
     async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None:
-        self._metrics.events_out.labels(str(event)).inc()
+        self._metrics.event_out(event)
         await self._sio.emit(str(event), _wire(payload), to=sid)
 
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import crypto
-from server.identity import Identity
+from server.service.identity import Identity
 
 __all__ = ["new_wrapped_conversation_key", "open_conversation_keys"]
 

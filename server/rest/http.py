@@ -14,10 +14,11 @@ from msgspec import UNSET
 from protocol import decode
 from protocol.exceptions import ProtocolError
 from protocol.rest import ErrorBody
-from server import exceptions as errors
 from server.appkeys import ACCOUNTS, METRICS, SETTINGS
-from server.error_mapping import to_service_error
-from server.identity import Identity
+from server.service import exceptions as errors
+from server.service.client_address import client_address
+from server.service.error_mapping import to_service_error
+from server.service.identity import Identity
 
 __all__ = [
     "authenticate",
@@ -82,15 +83,12 @@ def query_int(
 
 
 def client_ip(request: web.Request) -> str | None:
-    """The caller's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY=true`)
-    the last `X-Forwarded-For` entry, the one the proxy itself appended (a client can
-    prepend entries of its choice, never append after the proxy's)."""
-    if request.app[SETTINGS].trust_proxy:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            return last[:64]
-    return request.remote
+    """The caller's address (`server.service.client_address`), by this app's settings."""
+    return client_address(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        trust_proxy=request.app[SETTINGS].trust_proxy,
+    )
 
 
 async def authenticate(request: web.Request) -> Identity:

@@ -1,27 +1,24 @@
-"""`GET /metrics` in Prometheus text format, from a registry owned by the app (no globals)."""
+"""The server's Prometheus counters and gauges, in a registry owned by the app (no globals).
+
+Event labels come from the protocol's enums (`ClientEvent`, `ServerEvent`), so an event
+label can only be a name the protocol defines; `GET /metrics` (`server.rest.metrics`)
+renders the registry.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["Metrics", "metrics_handler"]
+from protocol.names import ClientEvent, ServerEvent
 
-_KNOWN_EVENTS = frozenset(
-    {
-        "join-conversation",
-        "leave-conversation",
-        "send-message",
-        "edit-message",
-        "stop-generation",
-        "ping",
-    }
-)
+__all__ = ["Metrics", "Transport"]
+
+Transport = str
+"""Which adapter answered: "socket" or "rest"."""
+
+_OTHER_EVENT = "other"
 
 
 class Metrics:
@@ -72,37 +69,13 @@ class Metrics:
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def event_in(self, event: str) -> None:
-        self.events_in.labels(event if event in _KNOWN_EVENTS else "other").inc()
+        """A client's event, by name; names the protocol does not define count as "other"
+        (a client chooses them: they must not grow the label set)."""
+        known = event in ClientEvent.__members__.values()
+        self.events_in.labels(event if known else _OTHER_EVENT).inc()
 
-    def error(self, code: str, transport: str) -> None:
+    def event_out(self, event: ServerEvent) -> None:
+        self.events_out.labels(event.value).inc()
+
+    def error(self, code: str, transport: Transport) -> None:
         self.errors.labels(code, transport).inc()
-
-
-async def _timed(probe: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    async with asyncio.timeout(2):
-        result = probe()
-        if asyncio.iscoroutine(result):
-            await result
-    return time.perf_counter() - start
-
-
-def metrics_handler(
-    metrics: Metrics,
-    database_probe: Callable[[], object],
-    redis_probe: Callable[[], object] | None,
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(_: web.Request) -> web.Response:
-        try:
-            metrics.database_latency.set(await _timed(database_probe))
-        except Exception:  # down: the gauge says so
-            metrics.database_latency.set(-1)
-        if redis_probe is not None:
-            try:
-                metrics.redis_latency.set(await _timed(redis_probe))
-            except Exception:  # down: the gauge says so
-                metrics.redis_latency.set(-1)
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    return handle

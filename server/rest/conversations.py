@@ -37,14 +37,14 @@ from protocol.rest import (
     SseToken,
 )
 from protocol.rest import Viewport as ViewportOut
-from server import exceptions as errors
 from server.appkeys import CHAT
-from server.chat import TRUNCATION_WARNING, ChatService, SendStart
-from server.generation import GenerationOutcome
-from server.http import authenticate, json_response, query_int, read_json
-from server.identity import Identity
-from server.stored_messages import DecodedMessage
-from server.timefmt import iso
+from server.rest.http import authenticate, json_response, query_int, read_json
+from server.service import exceptions as errors
+from server.service.chat import TRUNCATION_WARNING, ChatService, SendStart
+from server.service.generations import GenerationOutcome
+from server.service.identity import Identity
+from server.service.stored_messages import DecodedMessage
+from server.service.timefmt import iso
 from storage import ConversationRecord
 
 __all__ = ["conversation_id_param", "conversation_routes", "message_out"]

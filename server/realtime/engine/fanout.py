@@ -30,13 +30,15 @@ import engineio
 import msgspec
 import socketio
 from aiohttp import web
+from engineio import json as eio_json
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as _AiohttpWebSocket
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
-from server.heartbeats import PingWheel
-from server.lean_queue import LeanQueue
+from server.realtime.engine.lean_queue import LeanQueue
+from server.realtime.engine.ping_wheel import PingWheel
+from server.realtime.engine.wire_packet import WireJSON, WirePacket
 
 __all__ = [
     "ChatEngineServer",
@@ -46,6 +48,10 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 _SEND_PING = AsyncSocket._send_ping
+# The packet classes whose text frames `_encode_event` reproduces byte for byte
+# (msgspec and the standard library write the same compact JSON for what we emit).
+_JSON_PACKET_CLASSES = (sio_packet.Packet, WirePacket)
+_JSON_MODULES = (eio_json, WireJSON)
 
 
 class _UncompressedWebSocket(_AiohttpWebSocket):  # type: ignore[misc]
@@ -86,7 +92,7 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         """engine.io starts a task per socket that sleeps `ping_interval` and then pings;
-        the wheel of `server/heartbeats.py` does the same with a list entry per socket."""
+        the wheel of `ping_wheel.py` does the same with a list entry per socket."""
         owner = getattr(target, "__self__", None)
         if (
             getattr(target, "__func__", None) is _SEND_PING
@@ -108,7 +114,7 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         task.add_done_callback(self._pings.discard)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
-        """Every socket's packet queue: the lean one (see server/lean_queue.py)."""
+        """Every socket's packet queue: the lean one (see lean_queue.py)."""
         return LeanQueue()
 
     def direct_socket(self, eio_sid: str) -> web.WebSocketResponse | None:
@@ -132,11 +138,26 @@ def _encode_event(namespace: str, event: str, args: list[Any]) -> str:
 
 
 class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
-    """Room emits that encode once and write each recipient's frame without a task each."""
+    """Room emits that encode once and write each recipient's frame without a task each.
+
+    The frames are Socket.IO v5 JSON text, so the server's packet class must be one that
+    writes exactly that: python-socketio's default or `WirePacket`. Any other (msgpack, a
+    custom `json=` module) is refused when the manager is attached to its server.
+    """
 
     #: Frames written straight into a websocket, and frames that took engine.io's queue.
     direct_frames = 0
     queued_frames = 0
+
+    def set_server(self, server: Any) -> None:
+        packet_class = getattr(server, "packet_class", None)
+        if packet_class not in _JSON_PACKET_CLASSES or packet_class.json not in _JSON_MODULES:
+            raise TypeError(
+                f"{type(self).__name__} writes Socket.IO JSON text frames itself; the server's "
+                f"packet class {packet_class!r} encodes differently. Use serializer=WirePacket "
+                "(or the default) without json=, or a stock python-socketio manager."
+            )
+        super().set_server(server)
 
     async def emit(
         self,

@@ -18,8 +18,8 @@ import asyncpg
 
 import crypto
 import storage
-from server import exceptions as errors
-from server.identity import Identity
+from server.service import exceptions as errors
+from server.service.identity import Identity
 
 __all__ = ["Accounts", "LoginResult", "normalise_email"]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
+from typing import Protocol
 
-from server.identity import Identity
+from server.service.identity import Identity
 
-__all__ = ["ConnectedSockets"]
+__all__ = ["ConnectedSockets", "SessionDisconnector"]
 
 
 class ConnectedSockets:
@@ -69,3 +71,10 @@ class ConnectedSockets:
         for sid, identity in self._by_sid.items():
             result.setdefault(identity.user_id, {}).setdefault(identity.session_id, []).append(sid)
         return result
+
+
+class SessionDisconnector(Protocol):
+    """Closes the live connections of sessions that just ended (logout, password change,
+    account erasure); the realtime adapter's `SessionRevoker` is the implementation."""
+
+    async def disconnect_sessions(self, session_ids: Iterable[uuid.UUID]) -> int: ...

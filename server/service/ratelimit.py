@@ -8,7 +8,7 @@ from typing import Protocol
 import redis.asyncio as redis_asyncio
 import redis.exceptions
 
-from server import exceptions as errors
+from server.service import exceptions as errors
 
 __all__ = ["LocalCounter", "LoginLimiter", "RateCounter", "RedisCounter"]
 

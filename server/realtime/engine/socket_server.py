@@ -8,12 +8,14 @@ Here such a session is closed `handshake_timeout_s` after it opened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import socketio
+from aiohttp import WSCloseCode
 
-from server.fanout import ChatEngineServer
+from server.realtime.engine.fanout import ChatEngineServer
 
 __all__ = ["RESERVED_EVENTS", "UNNAMED_EVENT", "ChatSocketServer"]
 
@@ -86,3 +88,18 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         for task in list(self._handshake_checks):
             task.cancel()
         await super().shutdown()
+
+    async def close_transports(self) -> None:
+        """Close every connection at the transport level, so socket.io-client reconnects (to
+        another instance); a Socket.IO DISCONNECT ("io server disconnect") would leave the
+        client disconnected for good. WebSocket clients ignore engine.io's CLOSE packet, so
+        their websocket is closed; long-polling clients get the CLOSE packet."""
+        engine = self.eio
+        await engine.heartbeats.stop()
+        for ws in list(engine.direct_websockets.values()):
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        for eio_sid in list(engine.sockets):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await engine.disconnect(eio_sid)

@@ -13,10 +13,10 @@ from protocol.rest import (
     SessionOut,
     UserOut,
 )
-from server.accounts import LoginResult
 from server.appkeys import ACCOUNTS, LOGIN_LIMITER, REVOKER
-from server.http import authenticate, client_ip, json_response, read_json
-from server.timefmt import iso
+from server.rest.http import authenticate, client_ip, json_response, read_json
+from server.service.accounts import LoginResult
+from server.service.timefmt import iso
 
 __all__ = ["auth_routes"]
 

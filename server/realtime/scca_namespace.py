@@ -45,17 +45,17 @@ from protocol.socket_events import (
     UserJoined,
     UserLeft,
 )
-from server import exceptions as errors
-from server.accounts import Accounts
-from server.chat import ChatService
-from server.error_mapping import to_service_error
-from server.event_limits import EventLimiter
-from server.http import client_ip
-from server.identity import Identity
-from server.metrics import Metrics
-from server.presence import ConnectedSockets
-from server.timefmt import now_iso
-from server.user_presence import Presence
+from server.realtime.presence import Presence
+from server.service import exceptions as errors
+from server.service.accounts import Accounts
+from server.service.chat import ChatService
+from server.service.client_address import client_address
+from server.service.connected_sockets import ConnectedSockets
+from server.service.error_mapping import to_service_error
+from server.service.event_limits import EventLimiter
+from server.service.identity import Identity
+from server.service.metrics import Metrics
+from server.service.timefmt import now_iso
 
 __all__ = ["ChatNamespace", "SocketState"]
 
@@ -107,6 +107,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         presence: Presence,
         *,
         max_sockets_per_user: int,
+        trust_proxy: bool,
     ) -> None:
         super().__init__("/")
         self._accounts = accounts
@@ -116,6 +117,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._metrics = metrics
         self._presence = presence
         self._max_sockets = max_sockets_per_user
+        self._trust_proxy = trust_proxy
         self._handlers: dict[str, tuple[Handler, str]] = {
             ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
             ClientEvent.LEAVE_CONVERSATION: (self._leave, ErrorCode.JOIN_FAILED),
@@ -195,12 +197,19 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # ── connection ──────────────────────────────────────────────────────────
 
-    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    def _address(self, environ: dict[str, Any]) -> str | None:
         request = environ.get("aiohttp.request")
+        if not isinstance(request, web.Request):
+            return None
+        return client_address(
+            request.remote,
+            request.headers.get("X-Forwarded-For"),
+            trust_proxy=self._trust_proxy,
+        )
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            await self._limiter.check_connect(
-                client_ip(request) if isinstance(request, web.Request) else None
-            )
+            await self._limiter.check_connect(self._address(environ))
         except errors.RateLimited as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         token = _token_from(environ, auth)

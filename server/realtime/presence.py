@@ -18,7 +18,7 @@ from typing import Protocol
 import redis.asyncio as redis_asyncio
 import redis.exceptions
 
-from server.presence import ConnectedSockets
+from server.service.connected_sockets import ConnectedSockets
 
 __all__ = ["LocalPresence", "Presence", "RedisPresence"]
 

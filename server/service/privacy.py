@@ -29,12 +29,12 @@ import asyncpg
 
 import crypto
 import storage
-from server import exceptions as errors
-from server.generation import CancelMode
-from server.identity import Identity
-from server.keyring import new_wrapped_conversation_key, open_conversation_keys
-from server.stored_messages import DecodedMessage, decode_message
-from server.tracker import GenerationTracker
+from server.service import exceptions as errors
+from server.service.generation_tracker import GenerationTracker
+from server.service.generations import CancelMode
+from server.service.identity import Identity
+from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.service.stored_messages import DecodedMessage, decode_message
 from storage import privacy as privacy_sql
 
 __all__ = [

@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 
 from protocol.names import ClientEvent
-from server import exceptions as errors
-from server.ratelimit import RateCounter
+from server.service import exceptions as errors
+from server.service.ratelimit import RateCounter
 
 __all__ = ["EventLimiter", "EventLimits"]
 

@@ -25,7 +25,7 @@ import redis.asyncio as redis_asyncio
 import redis.exceptions
 
 from protocol.socket_events import GeneratingState
-from server.generation import CancelMode, LocalGenerations, RunningGeneration
+from server.service.generations import CancelMode, LocalGenerations, RunningGeneration
 
 __all__ = ["GenerationTracker", "LocalTracker", "RedisTracker"]
 

@@ -1,0 +1,14 @@
+"""python-socketio and engine.io, tuned: the only code that touches their internals.
+
+- `socket_server.ChatSocketServer`: the AsyncServer (reserved event names refused, a
+  handshake timeout, transports closed on shutdown);
+- `fanout`: the engine.io server with uncompressed, directly writable websockets, and
+  the room emit that encodes once (`FastEmitManager`, `FastRedisManager`);
+- `lean_queue.LeanQueue`: the per-socket packet queue; `ping_wheel.PingWheel`: pings;
+- `wire_packet.WirePacket`: packets encoded with msgspec;
+- `pubsub_probe`: is the Redis pub/sub listener alive (for `/api/health`).
+
+The versions of python-socketio and python-engineio are pinned in pyproject.toml;
+tests/server/realtime/engine/test_library_contract.py names the hook that an upgrade
+breaks. Nothing here imports the rest of the server.
+"""

@@ -1,0 +1,16 @@
+"""The chat service: everything the server does, with no transport in it.
+
+Every adapter (the Socket.IO dialects in `server.realtime`, the REST routes in
+`server.rest`) decodes a payload, calls one of these, and encodes the answer:
+
+- `chat.ChatService`: conversations, join/replay, send, edit, stop (`replies.ReplyRunner`
+  streams and commits one AI reply; `generations` and `generation_tracker` know which
+  replies run, here and on other instances, and stop them);
+- `accounts.Accounts`: register, log in, authenticate, log out, change password;
+- `privacy.PrivacyService`: export, verify, rotate a key, erase, purge;
+- `keyring`, `stored_messages`: conversation keys and decrypted messages;
+- `ratelimit`, `event_limits`: limits per user, event kind and address (Redis-shared);
+- `broadcaster.Broadcaster`: the interface the service emits through;
+- `exceptions` (the errors a client may see) and `error_mapping` (the one place lower
+  layers' errors become them); `metrics`, `identity`, `client_address`, `timefmt`.
+"""

@@ -113,18 +113,14 @@ def decode_join(data: Any) -> JoinRequest:
 
 
 def decode_send(data: Any) -> SendMessageRequest:
-    """`send-message {content, clientMsgId?}`; content must be non-empty after trim."""
-    request = from_data(data, SendMessageRequest)
-    check_text(request.content, "content")
-    check_client_msg_id(request.client_msg_id)
-    return request
+    """`send-message {content, clientMsgId?}` (its content is checked by the chat service,
+    for every transport, with `check_text` and `check_client_msg_id`)."""
+    return from_data(data, SendMessageRequest)
 
 
 def decode_edit(data: Any) -> EditMessageRequest:
     """`edit-message {sequence, newContent}`."""
-    request = from_data(data, EditMessageRequest)
-    check_text(request.new_content, "newContent")
-    return request
+    return from_data(data, EditMessageRequest)
 
 
 def decode_stop(data: Any) -> StopGenerationRequest:

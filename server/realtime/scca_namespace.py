@@ -348,10 +348,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 duplicate=True,
             )
         outcome = await asyncio.shield(start.generation.task)
-        if outcome.error_code is not None:
-            raise errors.GenerationFailed(outcome.error_code, outcome.error_message or "AI error")
-        if outcome.discarded:
-            raise errors.Cancelled()
+        if (failure := outcome.failure()) is not None:
+            raise failure
         return SendAck(
             success=True,
             message_count=outcome.message_count,

@@ -14,8 +14,6 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
-from protocol import decode
-from protocol.exceptions import ProtocolError
 from protocol.rest import (
     ConversationDetail,
     ConversationList,
@@ -169,10 +167,6 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def edit_message(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await read_json(request, EditRequest)
-    try:
-        decode.check_text(body.new_content, "newContent")
-    except ProtocolError as exc:
-        raise errors.InvalidInput(exc.message) from None
     result = await request.app[CHAT].edit(
         identity, conversation_id_param(request), body.sequence, body.new_content
     )
@@ -207,29 +201,18 @@ async def _finished_reply(
     raise errors.Busy("The reply to this message is still being generated")
 
 
-def _raise_for(outcome: GenerationOutcome) -> None:
-    if outcome.error_code is not None:
-        raise errors.GenerationFailed(outcome.error_code, outcome.error_message or "AI error")
-    if outcome.discarded:
-        raise errors.Cancelled()
-
-
 async def send_message(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
     conversation_id = conversation_id_param(request)
     body = await read_json(request, SendRequest)
-    try:
-        decode.check_text(body.content, "content")
-        decode.check_client_msg_id(body.client_msg_id)
-    except ProtocolError as exc:
-        raise errors.InvalidInput(exc.message) from None
     chat = request.app[CHAT]
     start = await chat.begin_send(
         identity, conversation_id, body.content, client_msg_id=body.client_msg_id
     )
     if not body.stream:
         outcome = await _finished_reply(chat, identity, conversation_id, start)
-        _raise_for(outcome)
+        if (failure := outcome.failure()) is not None:
+            raise failure
         return json_response(
             SendResponse(
                 response=outcome.content,
@@ -270,10 +253,8 @@ async def _stream(
         while (item := await _next(queue, writer)) is not None:
             await writer.send("token", SseToken(token=item[0], partial=item[1]))
         outcome = await _finished_reply(chat, identity, conversation_id, start)
-        if outcome.error_code is not None or outcome.discarded:
-            code = outcome.error_code or errors.Cancelled.code
-            message = outcome.error_message or errors.Cancelled.default_message
-            await writer.send("error", SseError(message=message, code=code))
+        if (failure := outcome.failure()) is not None:
+            await writer.send("error", SseError(message=failure.message, code=failure.code))
         else:
             await writer.send(
                 "complete",

@@ -17,6 +17,8 @@ from msgspec import UNSET
 import crypto
 import storage
 from ai import ChatMessage, ProviderRegistry
+from protocol import decode
+from protocol.exceptions import ProtocolError
 from protocol.names import ServerEvent
 from protocol.socket_events import (
     ConversationTruncated,
@@ -282,6 +284,7 @@ class ChatService:
         The reply runs in its own task so a client that goes away does not cancel it.
         Attach listeners to `SendStart.generation` before awaiting anything.
         """
+        _check_text(content, "content", client_msg_id)
         if self._closing:
             raise errors.Unavailable("The server is restarting; retry")
         owner = uuid.uuid4()
@@ -419,6 +422,7 @@ class ChatService:
         The running reply's lock is deleted in the same transaction, so it can never
         commit after this edit; it is then stopped and awaited before anything is sent.
         """
+        _check_text(new_content, "newContent")
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
@@ -519,3 +523,13 @@ class ChatService:
         )
         self._replies.start(generation, identity, record.model, history, keys)
         return generation
+
+
+def _check_text(text: str, field: str, client_msg_id: str | None = None) -> None:
+    """What a person writes, checked here for every transport: non-empty after trimming,
+    storable UTF-8, and an idempotency key of exactly the documented characters."""
+    try:
+        decode.check_text(text, field)
+        decode.check_client_msg_id(client_msg_id)
+    except ProtocolError as exc:
+        raise errors.InvalidInput(exc.message) from None

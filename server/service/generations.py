@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from server.service import exceptions as errors
+
 __all__ = ["CancelMode", "GenerationOutcome", "LocalGenerations", "RunningGeneration"]
 
 
@@ -38,6 +40,15 @@ class GenerationOutcome:
     discarded: bool = False
     error_code: str | None = None
     error_message: str | None = None
+
+    def failure(self) -> errors.ServiceError | None:
+        """What a client is told when the reply did not complete: the provider's error,
+        or CANCELLED when an edit or delete discarded it; None for a reply (even stopped)."""
+        if self.error_code is not None:
+            return errors.GenerationFailed(self.error_code, self.error_message or "AI error")
+        if self.discarded:
+            return errors.Cancelled()
+        return None
 
 
 TokenListener = Callable[[str, str], None]

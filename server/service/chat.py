@@ -33,7 +33,7 @@ from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode, RunningGeneration
 from server.service.identity import Identity
 from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
-from server.service.replies import ReplyRunner
+from server.service.replies import ReplyJob, ReplyRunner
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.timefmt import iso, now_iso
 
@@ -332,7 +332,7 @@ class ChatService:
             client_msg_id,
             origin_sid,
         )
-        self._replies.start(generation, identity, record.model, history, keys)
+        self._replies.start(ReplyJob(generation, identity, record.model, history, keys))
         return SendStart(
             user_sequence=user_seq,
             sequence=user_seq + 1,
@@ -521,7 +521,7 @@ class ChatService:
             owner=owner,
             sequence=user_seq + 1,
         )
-        self._replies.start(generation, identity, record.model, history, keys)
+        self._replies.start(ReplyJob(generation, identity, record.model, history, keys))
         return generation
 
 

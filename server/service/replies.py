@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 from msgspec import UNSET
@@ -32,7 +33,7 @@ from server.service.identity import Identity
 from server.service.metrics import Metrics
 from server.service.timefmt import now_iso
 
-__all__ = ["ReplyRunner"]
+__all__ = ["ReplyJob", "ReplyRunner"]
 
 _LOG = logging.getLogger(__name__)
 _HISTORY_LIMIT = 200
@@ -41,6 +42,18 @@ _ROLES: dict[crypto.Role, Role] = {
     crypto.Role.ASSISTANT: "assistant",
     crypto.Role.SYSTEM: "system",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyJob:
+    """Everything one reply needs, prepared by the send or edit that stored the user's
+    message (in the same transaction): who asked, which model, the context, the keys."""
+
+    generation: RunningGeneration
+    identity: Identity
+    model: str
+    history: list[ChatMessage]
+    keys: crypto.ConversationKeys
 
 
 class ReplyRunner:
@@ -77,67 +90,43 @@ class ReplyRunner:
         """The generation of this conversation running on this instance, if any."""
         return self._generations.get(conversation_id)
 
-    def start(
-        self,
-        generation: RunningGeneration,
-        identity: Identity,
-        model: str,
-        history: list[ChatMessage],
-        keys: crypto.ConversationKeys,
-    ) -> None:
+    def start(self, job: ReplyJob) -> None:
         """Register the generation and start its task (no await: listeners attach first)."""
+        generation = job.generation
         self._generations.add(generation)
         generation.task = asyncio.create_task(
-            self._run(generation, identity, model, history, keys),
-            name=f"generation:{generation.conversation_id}",
+            self._run(job), name=f"generation:{generation.conversation_id}"
         )
 
-    async def _run(
-        self,
-        generation: RunningGeneration,
-        identity: Identity,
-        model: str,
-        history: list[ChatMessage],
-        keys: crypto.ConversationKeys,
-    ) -> GenerationOutcome:
+    async def _run(self, job: ReplyJob) -> GenerationOutcome:
+        generation = job.generation
         await self._tracker.started(generation)
         try:
-            outcome = await self._outcome(generation, identity, model, history, keys)
+            outcome = await self._outcome(job)
         finally:
             self._generations.remove(generation)
             await self._tracker.ended(generation)
         self._metrics.generations.labels(_outcome_label(outcome)).inc()
         return outcome
 
-    async def _outcome(
-        self,
-        generation: RunningGeneration,
-        identity: Identity,
-        model: str,
-        history: list[ChatMessage],
-        keys: crypto.ConversationKeys,
-    ) -> GenerationOutcome:
+    async def _outcome(self, job: ReplyJob) -> GenerationOutcome:
         """Generate; every failure becomes an outcome the room has been told about."""
         try:
-            return await self._generate(generation, identity, model, history, keys)
+            return await self._generate(job)
         except AIError as exc:
-            return await self._fail(generation, identity, exc.code, exc.message)
+            return await self._fail(job, exc.code, exc.message)
         except storage.Unavailable:
-            return await self._fail(
-                generation, identity, ErrorCode.UNAVAILABLE, "Database unavailable"
-            )
+            return await self._fail(job, ErrorCode.UNAVAILABLE, "Database unavailable")
         except asyncio.CancelledError:
-            await self._release(generation, identity)
+            await self._release(job)
             raise
         except Exception:
             _LOG.exception(
                 "generation failed conversation=%s sequence=%d",
-                generation.conversation_id,
-                generation.sequence,
+                job.generation.conversation_id,
+                job.generation.sequence,
             )
-            return await self._fail(
-                generation, identity, ErrorCode.AI_ERROR, "The reply could not be generated"
-            )
+            return await self._fail(job, ErrorCode.AI_ERROR, "The reply could not be generated")
 
     async def load_history(
         self,
@@ -166,20 +155,14 @@ class ReplyRunner:
             history.append(ChatMessage(role=_ROLES[message.role], content=message.content))
         return history
 
-    async def _generate(
-        self,
-        generation: RunningGeneration,
-        identity: Identity,
-        model: str,
-        history: list[ChatMessage],
-        keys: crypto.ConversationKeys,
-    ) -> GenerationOutcome:
-        provider = self._registry.provider_for(model)
+    async def _generate(self, job: ReplyJob) -> GenerationOutcome:
+        generation = job.generation
+        provider = self._registry.provider_for(job.model)
         context = build_context(
-            history, system_prompt=self._system_prompt, budget_tokens=self._budget
+            job.history, system_prompt=self._system_prompt, budget_tokens=self._budget
         )
         stream = provider.stream(
-            context, model, max_tokens=self._max_reply_tokens, cancel=generation.cancel_event
+            context, job.model, max_tokens=self._max_reply_tokens, cancel=generation.cancel_event
         )
         loop = asyncio.get_running_loop()
         next_extend = loop.time() + self._lock_ttl_s / 3
@@ -196,7 +179,7 @@ class ReplyRunner:
                     pending, last_flush = "", now
                 if now >= next_extend:
                     next_extend = now + self._lock_ttl_s / 3
-                    if not await self._extend(generation, identity):
+                    if not await self._extend(job):
                         generation.request_cancel(CancelMode.DISCARD)
                         break
         finally:
@@ -211,11 +194,9 @@ class ReplyRunner:
         )
         if not generation.partial:
             if stopped:
-                return await self._finish_empty(generation, identity)
-            return await self._fail(
-                generation, identity, ErrorCode.AI_ERROR, "The model returned an empty reply"
-            )
-        return await self._commit(generation, identity, keys, stopped=stopped)
+                return await self._finish_empty(job)
+            return await self._fail(job, ErrorCode.AI_ERROR, "The model returned an empty reply")
+        return await self._commit(job, stopped=stopped)
 
     async def _emit_token(self, generation: RunningGeneration, token: str) -> None:
         """One `ai-token`: recorded (for late joiners) before it is sent."""
@@ -232,23 +213,18 @@ class ReplyRunner:
         )
         await self._broadcast.tokens(generation.conversation_id, full, delta)
 
-    async def _extend(self, generation: RunningGeneration, identity: Identity) -> bool:
-        async with storage.user_tx(self._pool, identity.user_id) as con:
+    async def _extend(self, job: ReplyJob) -> bool:
+        generation = job.generation
+        async with storage.user_tx(self._pool, job.identity.user_id) as con:
             return await storage.extend_generation(
                 con, generation.conversation_id, generation.owner, self._lock_ttl_s
             )
 
-    async def _commit(
-        self,
-        generation: RunningGeneration,
-        identity: Identity,
-        keys: crypto.ConversationKeys,
-        *,
-        stopped: bool,
-    ) -> GenerationOutcome:
+    async def _commit(self, job: ReplyJob, *, stopped: bool) -> GenerationOutcome:
+        generation, keys = job.generation, job.keys
         conversation_id = generation.conversation_id
         content = generation.partial
-        async with storage.user_tx(self._pool, identity.user_id) as con:
+        async with storage.user_tx(self._pool, job.identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if (
                 record is None
@@ -263,7 +239,7 @@ class ReplyRunner:
             await storage.insert_message(
                 con,
                 conversation_id=conversation_id,
-                user_id=identity.user_id,
+                user_id=job.identity.user_id,
                 seq=generation.sequence,
                 role=int(crypto.Role.ASSISTANT),
                 token=token,
@@ -293,11 +269,10 @@ class ReplyRunner:
             stopped=stopped,
         )
 
-    async def _finish_empty(
-        self, generation: RunningGeneration, identity: Identity
-    ) -> GenerationOutcome:
+    async def _finish_empty(self, job: ReplyJob) -> GenerationOutcome:
         """Stopped before the first token: nothing to store, the lock is released."""
-        await self._release(generation, identity)
+        generation = job.generation
+        await self._release(job)
         count = generation.sequence - 1
         await self._broadcast.to_conversation(
             generation.conversation_id,
@@ -318,9 +293,10 @@ class ReplyRunner:
             stopped=True,
         )
 
-    async def _release(self, generation: RunningGeneration, identity: Identity) -> None:
+    async def _release(self, job: ReplyJob) -> None:
+        generation = job.generation
         try:
-            async with storage.user_tx(self._pool, identity.user_id) as con:
+            async with storage.user_tx(self._pool, job.identity.user_id) as con:
                 await storage.release_generation(con, generation.conversation_id, generation.owner)
         except storage.StorageError:
             # The lock expires by itself; nothing else depends on this release.
@@ -328,11 +304,10 @@ class ReplyRunner:
                 "could not release generation lock conversation=%s", generation.conversation_id
             )
 
-    async def _fail(
-        self, generation: RunningGeneration, identity: Identity, code: str, message: str
-    ) -> GenerationOutcome:
+    async def _fail(self, job: ReplyJob, code: str, message: str) -> GenerationOutcome:
         """The provider failed: the user's message stays, the room is told, nothing else."""
-        await self._release(generation, identity)
+        generation = job.generation
+        await self._release(job)
         if generation.cancel_mode is CancelMode.DISCARD:
             return self._discarded(generation)
         _LOG.warning(

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anthropic
-from anthropic.types import MessageParam
+from anthropic.types import MessageParam, RawMessageStreamEvent
 
-from ai.base import ChatMessage, FinishReason, Provider, ReplyStream
-from ai.exceptions import AIProviderError, AIUnavailable, from_anthropic_error
-from ai.redaction import hide_request_dumps
-from ai.streaming import ManagedReplyStream, StreamPolicy
+from ai.base import ChatMessage, FinishReason
+from ai.exceptions import AIError, AIProviderError, from_anthropic_error
+from ai.sdk_provider import ReplyProgress, SDKProvider, SDKStream
 
 __all__ = ["AnthropicProvider", "AnthropicRequest", "to_anthropic_request"]
-
-PLACEHOLDER_API_KEY = "not-needed"
 
 _FINISH_REASONS = {
     "max_tokens": FinishReason.LENGTH,
@@ -66,104 +62,59 @@ def _to_param(role: str, text: str) -> MessageParam:
     return {"role": "user", "content": text}
 
 
-class AnthropicProvider(Provider):
-    """Streams Messages API replies through the official SDK (its own retries disabled).
+_Request = tuple[str | None, list[MessageParam]]
+"""The separate system text, and the turns as the SDK takes them."""
 
-    Timeouts and retries work as in OpenAIProvider. A mid-stream `event: error` (such as
-    `overloaded_error`) ends the stream with the mapped AIError.
+
+class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic, _Request, RawMessageStreamEvent]):
+    """Streams Messages API replies through the official SDK (timeouts, retries: SDKProvider).
+
+    A conversation without any user message raises AIProviderError from `stream()`. A
+    mid-stream `event: error` (such as `overloaded_error`) ends the stream with the mapped
+    AIError, and a stream that stops before `message_stop` with AIUnavailable.
     """
 
     name = "anthropic"
+    NOT_CONFIGURED = "Anthropic is not configured (set ANTHROPIC_API_KEY)"
+    SDK_LOGGER = "anthropic._base_client"
+    END_EVENT = True
 
-    def __init__(
-        self,
-        api_key: str | None,
-        base_url: str | None,
-        timeout_s: float,
-        first_token_timeout_s: float,
-        max_retries: int,
-        *,
-        retry_backoff_s: float = 0.5,
-        retry_after_cap_s: float = 10.0,
-    ) -> None:
-        if not api_key and not base_url:
-            raise AIUnavailable("Anthropic is not configured (set ANTHROPIC_API_KEY)")
-        hide_request_dumps("anthropic._base_client")
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or PLACEHOLDER_API_KEY,
-            base_url=base_url or None,
-            timeout=timeout_s,
-            max_retries=0,
-        )
-        self._policy = StreamPolicy(
-            first_token_timeout_s=first_token_timeout_s,
-            idle_timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_base_s=retry_backoff_s,
-            retry_after_cap_s=retry_after_cap_s,
+    def _make_client(
+        self, api_key: str, base_url: str | None, timeout_s: float, *, max_retries: int
+    ) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
 
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str,
-        *,
-        max_tokens: int,
-        cancel: asyncio.Event | None = None,
-    ) -> ReplyStream:
-        """Stream a reply; a conversation without any user message raises AIProviderError."""
+    def _request(self, messages: Sequence[ChatMessage]) -> _Request:
         request = to_anthropic_request(messages)
         if not request.turns:
             raise AIProviderError("the conversation has no user message to answer")
-        params = [_to_param(role, text) for role, text in request.turns]
+        return request.system, [_to_param(role, text) for role, text in request.turns]
 
-        def attempt() -> AsyncGenerator[str | FinishReason, None]:
-            return self._attempt(request.system, params, model, max_tokens)
-
-        return ManagedReplyStream(
-            attempt,
-            provider=self.name,
-            policy=self._policy,
-            map_error=from_anthropic_error,
-            cancel=cancel,
-        )
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def _attempt(
-        self, system: str | None, params: list[MessageParam], model: str, max_tokens: int
-    ) -> AsyncGenerator[str | FinishReason, None]:
+    async def _open(
+        self, request: _Request, model: str, max_tokens: int
+    ) -> SDKStream[RawMessageStreamEvent]:
+        system, params = request
         messages = self._client.messages
         if system is None:
-            stream = await messages.create(
+            return await messages.create(
                 model=model, max_tokens=max_tokens, messages=params, stream=True
             )
-        else:
-            stream = await messages.create(
-                model=model, max_tokens=max_tokens, messages=params, system=system, stream=True
-            )
-        try:
-            finish = FinishReason.FINISHED
-            stopped = False
-            while True:
-                try:
-                    event = await stream.__anext__()
-                except StopAsyncIteration:
-                    break
-                if event.type == "content_block_delta":
-                    if event.delta.type == "text_delta" and event.delta.text:
-                        yield event.delta.text
-                elif event.type == "message_delta":
-                    if event.delta.stop_reason:
-                        finish = _FINISH_REASONS.get(event.delta.stop_reason, FinishReason.FINISHED)
-                elif event.type == "message_stop":
-                    # Read on to the end of the body so the connection can be reused.
-                    stopped = True
-            if not stopped:
-                raise AIUnavailable("anthropic stream ended before the reply was complete")
-            yield finish
-        finally:
-            # Closing the response before its end drops the connection: the server sees
-            # the client leave and stops generating.
-            await stream.close()
+        return await messages.create(
+            model=model, max_tokens=max_tokens, messages=params, system=system, stream=True
+        )
+
+    def _read(self, event: RawMessageStreamEvent, progress: ReplyProgress) -> str | None:
+        if event.type == "content_block_delta":
+            return event.delta.text if event.delta.type == "text_delta" else None
+        if event.type == "message_delta" and event.delta.stop_reason:
+            stop_reason = event.delta.stop_reason
+            progress.finish = _FINISH_REASONS.get(stop_reason, FinishReason.FINISHED)
+        elif event.type == "message_stop":
+            # The base reads on to the end of the body, so the connection can be reused.
+            progress.ended = True
+        return None
+
+    def _map_error(self, exc: BaseException) -> AIError:
+        return from_anthropic_error(exc)

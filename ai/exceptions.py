@@ -14,6 +14,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import anthropic
 import openai
@@ -202,39 +203,98 @@ def _unexpected(provider: str, exc: BaseException) -> AIError:
     return AIProviderError(f"unexpected {provider} failure ({type(exc).__name__})")
 
 
-def from_openai_error(exc: BaseException) -> AIError:
-    """Convert anything the openai SDK (or its transport) raised into an AIError."""
-    provider = "openai"
+@dataclass(frozen=True, slots=True)
+class _SDKErrors:
+    """One SDK's exception classes: openai and anthropic are generated with one hierarchy."""
+
+    provider: str
+    base: type[Exception]
+    api_error: type[Exception]
+    status_error: type[Exception]
+    timeout: type[Exception]
+    connection: type[Exception]
+    rate_limit: type[Exception]
+    server_error: type[Exception]
+    malformed: type[Exception]
+    stream_error_has_status: bool
+    """How the SDK raises an error event sent inside a 200 stream: anthropic as an
+    APIStatusError carrying the stream's status, openai as a bare APIError."""
+
+
+_OPENAI = _SDKErrors(
+    provider="openai",
+    base=openai.OpenAIError,
+    api_error=openai.APIError,
+    status_error=openai.APIStatusError,
+    timeout=openai.APITimeoutError,
+    connection=openai.APIConnectionError,
+    rate_limit=openai.RateLimitError,
+    server_error=openai.InternalServerError,
+    malformed=openai.APIResponseValidationError,
+    stream_error_has_status=False,
+)
+_ANTHROPIC = _SDKErrors(
+    provider="anthropic",
+    base=anthropic.AnthropicError,
+    api_error=anthropic.APIError,
+    status_error=anthropic.APIStatusError,
+    timeout=anthropic.APITimeoutError,
+    connection=anthropic.APIConnectionError,
+    rate_limit=anthropic.RateLimitError,
+    server_error=anthropic.InternalServerError,
+    malformed=anthropic.APIResponseValidationError,
+    stream_error_has_status=True,
+)
+
+
+def _stream_error(provider: str, exc: BaseException) -> AIError:
+    """An error event inside a successful stream: its type is all we have."""
+    error_type = _body_error_type(getattr(exc, "body", None))
+    mapped = _classify_status(provider, None, error_type, None)
+    if isinstance(mapped, AIProviderError):
+        detail = _describe(None, error_type)
+        return AIProviderError(f"{provider} reported an error mid-stream{detail}")
+    return mapped
+
+
+def _from_sdk_error(exc: BaseException, sdk: _SDKErrors) -> AIError:
+    """The one conversion order for both SDKs; most specific class first, as their
+    timeout error is a connection error and every API error an instance of their base."""
+    provider = sdk.provider
     if isinstance(exc, AIError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, sdk.timeout):
         return AITimeout(f"{provider} timed out")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, sdk.connection):
         return AIUnavailable(f"connection to {provider} failed")
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, sdk.status_error):
         status = _status_of(exc)
-        error_type = _body_error_type(getattr(exc, "body", None))
-        if isinstance(exc, openai.RateLimitError):
+        if sdk.stream_error_has_status and status is not None and status < 400:
+            return _stream_error(provider, exc)
+        if isinstance(exc, sdk.rate_limit):
             status = status or 429
-        elif isinstance(exc, openai.InternalServerError) and (status is None or status < 500):
+        elif isinstance(exc, sdk.server_error) and (status is None or status < 500):
             status = 500
-        return _classify_status(provider, status, error_type, _headers_of(exc))
-    if isinstance(exc, openai.APIResponseValidationError):
-        return AIProviderError(f"{provider} sent a malformed response")
-    if isinstance(exc, openai.APIError):
-        # Raised for an error object inside a 200 stream: classify by its type only.
         error_type = _body_error_type(getattr(exc, "body", None))
-        mapped = _classify_status(provider, None, error_type, None)
-        if isinstance(mapped, AIProviderError):
-            detail = _describe(None, error_type)
-            return AIProviderError(f"{provider} reported an error mid-stream{detail}")
-        return mapped
+        return _classify_status(provider, status, error_type, _headers_of(exc))
+    if isinstance(exc, sdk.malformed):
+        return AIProviderError(f"{provider} sent a malformed response")
+    if not sdk.stream_error_has_status and isinstance(exc, sdk.api_error):
+        return _stream_error(provider, exc)
     transport = from_transport_error(exc, provider)
     if transport is not None:
         return transport
-    if isinstance(exc, openai.OpenAIError):
+    if isinstance(exc, sdk.base):
         return AIProviderError(f"{provider} client error ({type(exc).__name__})")
     return _unexpected(provider, exc)
+
+
+def from_openai_error(exc: BaseException) -> AIError:
+    """Convert anything the openai SDK (or its transport) raised into an AIError.
+
+    This includes an error object inside a 200 stream, which the SDK raises as an APIError.
+    """
+    return _from_sdk_error(exc, _OPENAI)
 
 
 def from_anthropic_error(exc: BaseException) -> AIError:
@@ -243,33 +303,4 @@ def from_anthropic_error(exc: BaseException) -> AIError:
     This includes the `event: error` Anthropic sends inside a 200 stream (for instance
     `overloaded_error`), which the SDK raises as an APIStatusError with status 200.
     """
-    provider = "anthropic"
-    if isinstance(exc, AIError):
-        return exc
-    if isinstance(exc, anthropic.APITimeoutError):
-        return AITimeout(f"{provider} timed out")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return AIUnavailable(f"connection to {provider} failed")
-    if isinstance(exc, anthropic.APIStatusError):
-        status = _status_of(exc)
-        error_type = _body_error_type(getattr(exc, "body", None))
-        if status is not None and status < 400:
-            # An error event inside a successful stream: its type is all we have.
-            mapped = _classify_status(provider, None, error_type, None)
-            if isinstance(mapped, AIProviderError):
-                detail = _describe(None, error_type)
-                return AIProviderError(f"{provider} reported an error mid-stream{detail}")
-            return mapped
-        if isinstance(exc, anthropic.RateLimitError):
-            status = status or 429
-        elif isinstance(exc, anthropic.InternalServerError) and (status is None or status < 500):
-            status = 500
-        return _classify_status(provider, status, error_type, _headers_of(exc))
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        return AIProviderError(f"{provider} sent a malformed response")
-    transport = from_transport_error(exc, provider)
-    if transport is not None:
-        return transport
-    if isinstance(exc, anthropic.AnthropicError):
-        return AIProviderError(f"{provider} client error ({type(exc).__name__})")
-    return _unexpected(provider, exc)
+    return _from_sdk_error(exc, _ANTHROPIC)

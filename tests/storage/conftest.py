@@ -15,7 +15,7 @@ for _path in (Path(__file__).resolve().parents[1] / "support", Path(__file__).re
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from pg import TempDatabase, temporary_database  # noqa: E402
+from pg import TempDatabase, connected, temporary_database  # noqa: E402
 
 from storage import create_pool  # noqa: E402
 
@@ -38,6 +38,5 @@ async def pool(database: TempDatabase) -> AsyncIterator[asyncpg.Pool]:
 @pytest_asyncio.fixture
 async def admin(database: TempDatabase) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection to the test database, for inspecting it."""
-    con = await asyncpg.connect(database.admin_dsn)
-    yield con
-    await con.close()
+    async with connected(database.admin_dsn) as con:
+        yield con

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
-from pg import TempDatabase, admin_dsn, temporary_database
+from pg import BASELINE_SCHEMA, TempDatabase, admin_dsn, temporary_database
 
+import crypto
+import storage
 from storage import MigrationError, StorageError, app_dsn, apply_schema
 from storage.dsn import with_user
 from storage.migrate import SCHEMA_PATH, pending_migrations, read_schema
@@ -41,6 +44,162 @@ async def test_applying_again_changes_nothing(database: TempDatabase) -> None:
     results = await asyncio.gather(*(apply_schema(database.admin_dsn) for _ in range(3)))
     assert results == [CURRENT] * 3
     assert await versions(database.admin_dsn) == [CURRENT]
+
+
+PASSWORD = "correct horse battery staple"
+CONTENTS = (
+    "Hello, is anyone there?",
+    "Yes: grüße aus Köln, 東京からこんにちは 👋",
+    "A long and repetitive answer, " * 40,
+    "thanks",
+)
+
+
+def _user_key_context(user_id: uuid.UUID) -> bytes:
+    return b"user-data-key:" + user_id.bytes
+
+
+def _conversation_key_context(conversation_id: uuid.UUID, key_version: int) -> bytes:
+    return b"conversation-key:" + conversation_id.bytes + key_version.to_bytes(4, "big")
+
+
+async def _append(
+    pool: asyncpg.Pool,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    keys: crypto.ConversationKeys,
+    content: str,
+) -> None:
+    """Append the way the chat service does: lock, pack, chain, insert, move the head."""
+    async with storage.user_tx(pool, user_id) as con:
+        head = await storage.get_conversation(con, conversation_id, for_update=True)
+        assert head is not None
+        seq = head.message_count + 1
+        role = crypto.Role.USER if seq % 2 else crypto.Role.ASSISTANT
+        token = crypto.pack(keys, conversation_id, seq, role, content)
+        link = crypto.next_link(keys.integrity, head.merkle_root, token)
+        await storage.insert_message(
+            con,
+            conversation_id=conversation_id,
+            user_id=user_id,
+            seq=seq,
+            role=role,
+            token=token,
+            link=link,
+            client_msg_id=f"client-{seq}",
+        )
+        await storage.set_head(con, conversation_id, message_count=seq, merkle_root=link)
+
+
+async def _fill_version_1(pool: asyncpg.Pool) -> dict[str, list[uuid.UUID]]:
+    """Two accounts with two conversations each, one of them soft-deleted."""
+    accounts: dict[str, list[uuid.UUID]] = {}
+    for email in ("ada@example.test", "grace@example.test"):
+        user_id, salt, data_key = uuid.uuid4(), crypto.new_salt(), crypto.new_key()
+        wrapped = crypto.wrap_key(
+            crypto.derive_kek(PASSWORD, salt), data_key, context=_user_key_context(user_id)
+        )
+        async with storage.user_tx(pool, user_id) as con:
+            await storage.insert_user(
+                con,
+                user_id=user_id,
+                email=email,
+                password_hash="$argon2id$v=19$unused",
+                kek_salt=salt,
+                wrapped_data_key=wrapped,
+            )
+        accounts[email] = []
+        for _ in range(2):
+            conversation_id, key = uuid.uuid4(), crypto.new_key()
+            async with storage.user_tx(pool, user_id) as con:
+                await storage.create_conversation(
+                    con,
+                    conversation_id=conversation_id,
+                    user_id=user_id,
+                    title="v1",
+                    model="gpt-4o",
+                    wrapped_key=crypto.wrap_key(
+                        data_key, key, context=_conversation_key_context(conversation_id, 1)
+                    ),
+                )
+            keys = crypto.derive_conversation_keys(key, conversation_id, 1)
+            for content in CONTENTS:
+                await _append(pool, user_id, conversation_id, keys, content)
+            accounts[email].append(conversation_id)
+        async with storage.user_tx(pool, user_id) as con:
+            assert await storage.soft_delete_conversation(con, accounts[email][1]) is not None
+    return accounts
+
+
+async def _open(
+    pool: asyncpg.Pool, email: str, conversation_id: uuid.UUID
+) -> tuple[uuid.UUID, crypto.ConversationKeys, list[str]]:
+    """Log in as ``email``, open the conversation, check its chain, return its texts."""
+    async with storage.anonymous_tx(pool) as con:
+        user = await storage.find_user_for_login(con, email)
+    assert user is not None
+    data_key = crypto.unwrap_key(
+        crypto.derive_kek(PASSWORD, user.kek_salt),
+        user.wrapped_data_key,
+        context=_user_key_context(user.id),
+    )
+    async with storage.user_tx(pool, user.id) as con:
+        head = await storage.get_conversation(con, conversation_id)
+        assert head is not None
+        messages = await storage.list_messages(con, conversation_id)
+    key = crypto.unwrap_key(
+        data_key,
+        head.wrapped_key,
+        context=_conversation_key_context(conversation_id, head.key_version),
+    )
+    keys = crypto.derive_conversation_keys(key, conversation_id, head.key_version)
+    tokens, links = [m.token for m in messages], [m.link for m in messages]
+    assert crypto.verify_chain(keys.integrity, tokens, links) is None
+    assert head.message_count == len(messages) and head.merkle_root == links[-1]
+    texts = [
+        crypto.unpack(keys, conversation_id, m.token, expected_sequence=m.seq).content
+        for m in messages
+    ]
+    return user.id, keys, texts
+
+
+async def test_a_version_1_database_with_messages_upgrades_in_place() -> None:
+    async with temporary_database(schema_path=BASELINE_SCHEMA) as db:
+        assert await versions(db.admin_dsn) == [1]
+        pool = await storage.create_pool(db.app_dsn, min_size=1, max_size=2)
+        try:
+            accounts = await _fill_version_1(pool)
+        finally:
+            await pool.close()  # the old servers stop; the new one upgrades at start
+
+        assert await apply_schema(db.admin_dsn) == CURRENT
+        assert await versions(db.admin_dsn) == list(range(1, CURRENT + 1))
+
+        pool = await storage.create_pool(db.app_dsn, min_size=1, max_size=2)
+        try:
+            for email, (live, deleted) in accounts.items():
+                user_id, keys, texts = await _open(pool, email, live)
+                assert texts == list(CONTENTS)
+                # Writing goes on where version 1 stopped, on the same chain.
+                await _append(pool, user_id, live, keys, "written after the upgrade")
+                assert (await _open(pool, email, live))[2] == [
+                    *CONTENTS,
+                    "written after the upgrade",
+                ]
+                async with storage.user_tx(pool, user_id) as con:
+                    assert await storage.get_conversation(con, deleted) is None
+                    assert len(await storage.list_messages(con, deleted)) == len(CONTENTS)
+            # Version 2's purge reaches the conversations version 1 soft-deleted, and only those.
+            async with storage.anonymous_tx(pool) as con:
+                cutoff = datetime.now(UTC) + timedelta(minutes=1)
+                assert await storage.purge_deleted_conversations(con, cutoff, 10) == 2
+            for email, (live, deleted) in accounts.items():
+                user_id = (await _open(pool, email, live))[0]
+                async with storage.user_tx(pool, user_id) as con:
+                    assert await storage.list_messages(con, deleted) == []
+                    assert len(await storage.list_messages(con, live)) == len(CONTENTS) + 1
+        finally:
+            await pool.close()
 
 
 async def test_app_role_connects_as_itself_and_works(database: TempDatabase) -> None:

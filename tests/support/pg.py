@@ -3,6 +3,8 @@
 Import as ``from pg import temporary_database`` with ``tests/support`` on
 ``sys.path``. Each database gets a random name, the real schema and grants
 (via ``storage.migrate.apply_schema``), and is dropped afterwards.
+``temporary_database(schema_path=BASELINE_SCHEMA)`` builds one at version 1
+instead, as the first release left it, for upgrade tests.
 """
 
 from __future__ import annotations
@@ -12,15 +14,26 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
 from storage.dsn import with_database
-from storage.migrate import app_dsn, apply_schema
+from storage.migrate import SCHEMA_PATH, app_dsn, apply_schema
 
-__all__ = ["DatabaseUnreachable", "TempDatabase", "admin_dsn", "temporary_database"]
+__all__ = [
+    "BASELINE_SCHEMA",
+    "DatabaseUnreachable",
+    "TempDatabase",
+    "admin_dsn",
+    "connected",
+    "temporary_database",
+]
 
 _DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+BASELINE_SCHEMA = SCHEMA_PATH.parent / "migrations" / "baseline" / "001_schema.sql"
+"""The frozen version-1 schema: what every upgrade path starts from."""
 
 
 class DatabaseUnreachable(RuntimeError):
@@ -57,8 +70,24 @@ async def _connect_admin(dsn: str) -> asyncpg.Connection:
 
 
 @asynccontextmanager
-async def temporary_database(app_role: str = "scca_app") -> AsyncIterator[TempDatabase]:
-    """Create ``scca_test_<hex>`` with the schema applied; drop it on exit."""
+async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for a test's inspection or setup (the admin DSN skips RLS)."""
+    con = await _connect_admin(dsn)
+    try:
+        yield con
+    finally:
+        await con.close()
+
+
+@asynccontextmanager
+async def temporary_database(
+    app_role: str = "scca_app", *, schema_path: Path | None = None
+) -> AsyncIterator[TempDatabase]:
+    """Create ``scca_test_<hex>`` with the schema applied; drop it on exit.
+
+    ``schema_path`` is passed to ``apply_schema`` (default: the repository's
+    schema.sql), e.g. :data:`BASELINE_SCHEMA` for a version-1 database.
+    """
     cluster_dsn = admin_dsn()
     name = f"scca_test_{secrets.token_hex(6)}"
     admin = await _connect_admin(cluster_dsn)
@@ -66,7 +95,9 @@ async def temporary_database(app_role: str = "scca_app") -> AsyncIterator[TempDa
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         try:
             database_dsn = with_database(cluster_dsn, name)
-            await apply_schema(database_dsn, app_role=app_role, app_password=None)
+            await apply_schema(
+                database_dsn, app_role=app_role, app_password=None, schema_path=schema_path
+            )
             yield TempDatabase(
                 name=name,
                 admin_dsn=database_dsn,

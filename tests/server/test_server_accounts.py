@@ -32,27 +32,11 @@ def _email(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def call(
-    server: LiveServer,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    json_body: Any = None,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any, dict[str, str]]:
-    """`LiveServer.checked_call`, in this file's shape."""
-    return await server.checked_call(
-        method, path, token=token, json_body=json_body, data=data, headers=headers
-    )
-
-
 async def login(
     server: LiveServer, email: str, password: str = PASSWORD, **kw: Any
 ) -> tuple[int, Any]:
-    status, body, _ = await call(
-        server, "POST", "/api/auth/login", json_body={"email": email, "password": password}, **kw
+    status, body, _ = await server.call_with_headers(
+        "POST", "/api/auth/login", json={"email": email, "password": password}, **kw
     )
     return status, body
 
@@ -78,11 +62,10 @@ async def test_register_returns_user_token_and_expiry_with_normalised_email(
     server: LiveServer,
 ) -> None:
     local = f"MiXeD.Case-{uuid.uuid4().hex[:8]}"
-    status, body, _ = await call(
-        server,
+    status, body, _ = await server.call_with_headers(
         "POST",
         "/api/auth/register",
-        json_body={"email": f"  {local}@Example.COM  ", "password": PASSWORD},
+        json={"email": f"  {local}@Example.COM  ", "password": PASSWORD},
     )
     assert status == 201, body
     assert set(body) == {"user", "token", "expiresAt"}
@@ -96,11 +79,10 @@ async def test_register_returns_user_token_and_expiry_with_normalised_email(
 
     # taken, in any case and with surrounding spaces
     for variant in (f"{local}@example.com", f" {local.upper()}@EXAMPLE.COM"):
-        status, conflict, _ = await call(
-            server,
+        status, conflict, _ = await server.call_with_headers(
             "POST",
             "/api/auth/register",
-            json_body={"email": variant, "password": "another password"},
+            json={"email": variant, "password": "another password"},
         )
         assert status == 409, conflict
         assert conflict["code"] == "CONFLICT"
@@ -124,8 +106,8 @@ async def test_register_returns_user_token_and_expiry_with_normalised_email(
     ],
 )
 async def test_register_rejects_an_invalid_email(server: LiveServer, email: str) -> None:
-    status, body, _ = await call(
-        server, "POST", "/api/auth/register", json_body={"email": email, "password": PASSWORD}
+    status, body, _ = await server.call_with_headers(
+        "POST", "/api/auth/register", json={"email": email, "password": PASSWORD}
     )
     assert status == 400, body
     assert body["code"] == "INVALID_PAYLOAD"
@@ -134,22 +116,20 @@ async def test_register_rejects_an_invalid_email(server: LiveServer, email: str)
 
 async def test_register_password_length_bounds(server: LiveServer) -> None:
     for password in ("x" * 7, "", "y" * 1025):
-        status, body, _ = await call(
-            server,
+        status, body, _ = await server.call_with_headers(
             "POST",
             "/api/auth/register",
-            json_body={"email": _email("short"), "password": password},
+            json={"email": _email("short"), "password": password},
         )
         assert status == 400, (len(password), body)
         assert "password" in body["error"]
         assert body["code"] == "INVALID_PAYLOAD"
     for password in ("x" * 8, "é" * 1024):
         email = _email("bounds")
-        status, body, _ = await call(
-            server,
+        status, body, _ = await server.call_with_headers(
             "POST",
             "/api/auth/register",
-            json_body={"email": email, "password": password},
+            json={"email": email, "password": password},
         )
         assert status == 201, (len(password), body)
         status, body = await login(server, email, password)
@@ -174,15 +154,14 @@ async def test_register_rejects_malformed_bodies_naming_the_field(
     server: LiveServer, payload: Any, field: str
 ) -> None:
     if payload is None or isinstance(payload, bytes):
-        status, body, _ = await call(
-            server,
+        status, body, _ = await server.call_with_headers(
             "POST",
             "/api/auth/register",
             data=payload,
             headers={"Content-Type": "application/json"},
         )
     else:
-        status, body, _ = await call(server, "POST", "/api/auth/register", json_body=payload)
+        status, body, _ = await server.call_with_headers("POST", "/api/auth/register", json=payload)
     assert status == 400, body
     assert body["error"].startswith(f"{field}:"), body
     assert body["code"] == "INVALID_PAYLOAD"
@@ -191,8 +170,7 @@ async def test_register_rejects_malformed_bodies_naming_the_field(
 async def test_register_rejects_non_object_json(server: LiveServer) -> None:
     payloads: list[Any] = [[], "text", 42, None]
     for payload in payloads:
-        status, body, _ = await call(
-            server,
+        status, body, _ = await server.call_with_headers(
             "POST",
             "/api/auth/register",
             data=json.dumps(payload).encode(),
@@ -202,8 +180,7 @@ async def test_register_rejects_non_object_json(server: LiveServer) -> None:
 
 
 async def test_register_rejects_a_body_that_is_not_utf8(server: LiveServer) -> None:
-    status, body, _ = await call(
-        server,
+    status, body, _ = await server.call_with_headers(
         "POST",
         "/api/auth/register",
         data=b'{"email": "\xff\xfe@example.com", "password": "12345678"}',
@@ -213,11 +190,10 @@ async def test_register_rejects_a_body_that_is_not_utf8(server: LiveServer) -> N
 
 
 async def test_register_rejects_an_email_with_a_nul_character(server: LiveServer) -> None:
-    status, body, _ = await call(
-        server,
+    status, body, _ = await server.call_with_headers(
         "POST",
         "/api/auth/register",
-        json_body={"email": "nul\u0000char@example.com", "password": PASSWORD},
+        json={"email": "nul\u0000char@example.com", "password": PASSWORD},
     )
     assert status == 400, body
     assert "email" in body["error"]
@@ -244,35 +220,32 @@ async def test_login_opens_a_new_session_and_hides_which_part_was_wrong(
     assert body["token"] != account["token"]
     assert _session_id(body["token"]) != _session_id(account["token"])
 
-    status, wrong_password, headers = await call(
-        server,
+    status, wrong_password, headers = await server.call_with_headers(
         "POST",
         "/api/auth/login",
-        json_body={"email": email, "password": "wrong password!"},
+        json={"email": email, "password": "wrong password!"},
     )
     assert status == 401
     assert headers.get("WWW-Authenticate") == "Bearer"
-    status, unknown_email, _ = await call(
-        server,
+    status, unknown_email, _ = await server.call_with_headers(
         "POST",
         "/api/auth/login",
-        json_body={"email": _email("nobody"), "password": "wrong password!"},
+        json={"email": _email("nobody"), "password": "wrong password!"},
     )
     assert status == 401
     assert unknown_email == wrong_password
     assert wrong_password["code"] == "UNAUTHORIZED"
-    status, not_an_email, _ = await call(
-        server,
+    status, not_an_email, _ = await server.call_with_headers(
         "POST",
         "/api/auth/login",
-        json_body={"email": "not-an-email", "password": "wrong password!"},
+        json={"email": "not-an-email", "password": "wrong password!"},
     )
     assert status == 401 and not_an_email == wrong_password
-    status, body, _ = await call(
-        server, "POST", "/api/auth/login", json_body={"email": email, "password": ""}
+    status, body, _ = await server.call_with_headers(
+        "POST", "/api/auth/login", json={"email": email, "password": ""}
     )
     assert status == 400 and "password" in body["error"]
-    status, body, _ = await call(server, "POST", "/api/auth/login")
+    status, body, _ = await server.call_with_headers("POST", "/api/auth/login")
     assert status == 400 and body["error"].startswith("body")
 
 
@@ -288,8 +261,8 @@ async def test_login_is_rate_limited_per_account(server: LiveServer) -> None:
         spelling = email.upper() if attempt % 2 else f" {email} "
         status, body = await login(server, spelling, "wrong password!")
         assert status == 401, (attempt, body)
-    status, body, headers = await call(
-        server, "POST", "/api/auth/login", json_body={"email": email, "password": PASSWORD}
+    status, body, headers = await server.call_with_headers(
+        "POST", "/api/auth/login", json={"email": email, "password": PASSWORD}
     )
     assert status == 429, body
     assert body["code"] == "RATE_LIMITED"
@@ -314,7 +287,7 @@ async def test_me_lists_active_sessions_with_exactly_one_current(server: LiveSer
     status, third = await login(server, email)
     assert status == 200
 
-    status, me, _ = await call(server, "GET", "/api/auth/me", token=second["token"])
+    status, me, _ = await server.call_with_headers("GET", "/api/auth/me", token=second["token"])
     assert status == 200, me
     assert me["user"] == first["user"]
     sessions = me["sessions"]
@@ -333,13 +306,13 @@ async def test_me_lists_active_sessions_with_exactly_one_current(server: LiveSer
     assert current[0]["id"] == str(_session_id(second["token"]))
     assert current[0]["userAgent"] == "scca-test-agent/1.0"
 
-    status, _, _ = await call(server, "GET", "/api/auth/me")
+    status, _, _ = await server.call_with_headers("GET", "/api/auth/me")
     assert status == 401
-    status, _, _ = await call(
-        server, "GET", "/api/auth/me", headers={"Authorization": f"Basic {second['token']}"}
+    status, _, _ = await server.call_with_headers(
+        "GET", "/api/auth/me", headers={"Authorization": f"Basic {second['token']}"}
     )
     assert status == 401
-    status, _, _ = await call(server, "GET", "/api/auth/me", token="not-a-jwt")
+    status, _, _ = await server.call_with_headers("GET", "/api/auth/me", token="not-a-jwt")
     assert status == 401
 
 
@@ -349,22 +322,28 @@ async def test_logout_revokes_only_that_session(server: LiveServer) -> None:
     status, second = await login(server, email)
     assert status == 200
 
-    status, body, _ = await call(server, "POST", "/api/auth/logout", token=first["token"])
+    status, body, _ = await server.call_with_headers(
+        "POST", "/api/auth/logout", token=first["token"]
+    )
     assert status == 204, body
     assert body is None
-    status, body, headers = await call(server, "GET", "/api/auth/me", token=first["token"])
+    status, body, headers = await server.call_with_headers(
+        "GET", "/api/auth/me", token=first["token"]
+    )
     assert status == 401
     assert body["code"] == "UNAUTHORIZED"
     assert headers.get("WWW-Authenticate") == "Bearer"
-    status, body, _ = await call(server, "POST", "/api/auth/logout", token=first["token"])
+    status, body, _ = await server.call_with_headers(
+        "POST", "/api/auth/logout", token=first["token"]
+    )
     assert status == 401
-    status, body, _ = await call(server, "POST", "/api/auth/logout")
+    status, body, _ = await server.call_with_headers("POST", "/api/auth/logout")
     assert status == 401
 
-    status, me, _ = await call(server, "GET", "/api/auth/me", token=second["token"])
+    status, me, _ = await server.call_with_headers("GET", "/api/auth/me", token=second["token"])
     assert status == 200
     assert [s["id"] for s in me["sessions"]] == [str(_session_id(second["token"]))]
-    status, _, _ = await call(server, "GET", "/api/conversations", token=first["token"])
+    status, _, _ = await server.call_with_headers("GET", "/api/conversations", token=first["token"])
     assert status == 401
 
 
@@ -381,12 +360,11 @@ async def test_password_change_keeps_messages_and_revokes_other_sessions(
     status, other = await login(server, email)
     assert status == 200
     conversation_id = await server.create_conversation(token, title="before the change")
-    status, sent, _ = await call(
-        server,
+    status, sent, _ = await server.call_with_headers(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=token,
-        json_body={"content": "remember this", "stream": False},
+        json={"content": "remember this", "stream": False},
     )
     assert status == 200, sent
     current_socket = await node.connect(server.base_url, token=token)
@@ -399,34 +377,32 @@ async def test_password_change_keeps_messages_and_revokes_other_sessions(
         ({"currentPassword": PASSWORD}, "newPassword"),
         ({"newPassword": new_password}, "currentPassword"),
     ]:
-        status, body, _ = await call(
-            server, "POST", "/api/auth/password", token=token, json_body=payload
+        status, body, _ = await server.call_with_headers(
+            "POST", "/api/auth/password", token=token, json=payload
         )
         assert status == 400, (payload, body)
         assert field in body["error"], body
-    status, body, _ = await call(server, "POST", "/api/auth/password", token=token)
+    status, body, _ = await server.call_with_headers("POST", "/api/auth/password", token=token)
     assert status == 400 and body["error"].startswith("body")
-    status, _, _ = await call(
-        server,
+    status, _, _ = await server.call_with_headers(
         "POST",
         "/api/auth/password",
-        json_body={"currentPassword": PASSWORD, "newPassword": new_password},
+        json={"currentPassword": PASSWORD, "newPassword": new_password},
     )
     assert status == 401
     # nothing was revoked by the failed attempts
-    status, _, _ = await call(server, "GET", "/api/auth/me", token=other["token"])
+    status, _, _ = await server.call_with_headers("GET", "/api/auth/me", token=other["token"])
     assert status == 200
 
-    status, body, _ = await call(
-        server,
+    status, body, _ = await server.call_with_headers(
         "POST",
         "/api/auth/password",
         token=token,
-        json_body={"currentPassword": PASSWORD, "newPassword": new_password},
+        json={"currentPassword": PASSWORD, "newPassword": new_password},
     )
     assert status == 204, body
 
-    status, _, _ = await call(server, "GET", "/api/auth/me", token=other["token"])
+    status, _, _ = await server.call_with_headers("GET", "/api/auth/me", token=other["token"])
     assert status == 401
     await asyncio.wait_for(other_socket.closed.wait(), 6)
     assert other_socket.disconnect_reason == "io server disconnect"
@@ -435,8 +411,8 @@ async def test_password_change_keeps_messages_and_revokes_other_sessions(
     assert isinstance(pong["timestamp"], int)
 
     expected = ["remember this", sent["response"]]
-    status, detail, _ = await call(
-        server, "GET", f"/api/conversations/{conversation_id}", token=token
+    status, detail, _ = await server.call_with_headers(
+        "GET", f"/api/conversations/{conversation_id}", token=token
     )
     assert status == 200, detail
     assert [m["content"] for m in detail["messages"]] == expected
@@ -446,19 +422,18 @@ async def test_password_change_keeps_messages_and_revokes_other_sessions(
     assert status == 401, body
     status, fresh = await login(server, email, new_password)
     assert status == 200, fresh
-    status, detail, _ = await call(
-        server, "GET", f"/api/conversations/{conversation_id}", token=fresh["token"]
+    status, detail, _ = await server.call_with_headers(
+        "GET", f"/api/conversations/{conversation_id}", token=fresh["token"]
     )
     assert status == 200, detail
     assert [m["content"] for m in detail["messages"]] == expected
     assert detail["integrity"] == {"valid": True, "lastValidSequence": 2}
     # the new session can write too: a key unwrapped from the new KEK encrypts
-    status, sent_again, _ = await call(
-        server,
+    status, sent_again, _ = await server.call_with_headers(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=fresh["token"],
-        json_body={"content": "and this", "stream": False},
+        json={"content": "and this", "stream": False},
     )
     assert status == 200, sent_again
     assert sent_again["messageCount"] == 4
@@ -475,7 +450,9 @@ async def test_sockets_with_bad_tokens_are_refused(server: LiveServer, node: Nod
     user_id = uuid.UUID(account["user"]["id"])
     status, logged_out = await login(server, email)
     assert status == 200
-    status, _, _ = await call(server, "POST", "/api/auth/logout", token=logged_out["token"])
+    status, _, _ = await server.call_with_headers(
+        "POST", "/api/auth/logout", token=logged_out["token"]
+    )
     assert status == 204
     session_id = _session_id(account["token"])
     secret = TEST_SECRET.encode()
@@ -536,7 +513,7 @@ async def test_sockets_with_bad_tokens_are_refused(server: LiveServer, node: Nod
         assert TEST_SECRET not in client.connect_error
         assert not client.connected.is_set(), name
         reasons[name] = client.connect_error
-        status, _, _ = await call(server, "GET", "/api/auth/me", token=bad_token)
+        status, _, _ = await server.call_with_headers("GET", "/api/auth/me", token=bad_token)
         assert status == 401, name
     assert "expired" in reasons["expired"]
     # no connect handler got past authentication for either user
@@ -634,14 +611,13 @@ async def test_audit_log_records_account_events_without_passwords(
         await con.close()
     status, _ = await login(server, unknown, "unknown user's password")
     assert status == 401
-    status, _, _ = await call(server, "POST", "/api/auth/logout", token=second["token"])
+    status, _, _ = await server.call_with_headers("POST", "/api/auth/logout", token=second["token"])
     assert status == 204
-    status, _, _ = await call(
-        server,
+    status, _, _ = await server.call_with_headers(
         "POST",
         "/api/auth/password",
         token=account["token"],
-        json_body={"currentPassword": PASSWORD, "newPassword": new_password},
+        json={"currentPassword": PASSWORD, "newPassword": new_password},
     )
     assert status == 204
 

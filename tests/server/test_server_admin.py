@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest_asyncio
-from live_server import TEST_SECRET, LiveServer, live_server, test_settings
+from live_server import TEST_SECRET, LiveServer
 from pg import TempDatabase, temporary_database
 from pg import admin_dsn as cluster_dsn
 
@@ -25,31 +25,16 @@ from storage.dsn import with_database
 from storage.migrate import SCHEMA_PATH, read_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-MIGRATION = ROOT / "migrations" / "002_purge.sql"
 PURGE_FUNCTION = "purge_deleted_conversations(timestamptz, integer)"
 PASSWORD = "correct horse battery"
 TABLES = ("users", "sessions", "conversations", "messages", "generation_locks", "audit_log")
 
 
 @pytest_asyncio.fixture(scope="module")
-async def admin_db() -> AsyncIterator[TempDatabase]:
+async def server_db() -> AsyncIterator[TempDatabase]:
+    """A database of this module's own: the admin command purges and reports on it."""
     async with temporary_database() as db:
         yield db
-
-
-@pytest_asyncio.fixture
-async def server(admin_db: TempDatabase) -> AsyncIterator[LiveServer]:
-    async with live_server(test_settings(admin_db.app_dsn)) as live:
-        yield live
-
-
-@pytest_asyncio.fixture
-async def admin(admin_db: TempDatabase) -> AsyncIterator[asyncpg.Connection]:
-    con = await asyncpg.connect(admin_db.admin_dsn)
-    try:
-        yield con
-    finally:
-        await con.close()
 
 
 async def run_admin(
@@ -102,12 +87,12 @@ async def send(server: LiveServer, token: str, conversation_id: str, content: st
 
 
 async def test_storage_report_lists_bytes_and_counts(
-    server: LiveServer, admin_db: TempDatabase, admin: asyncpg.Connection
+    server: LiveServer, server_db: TempDatabase, admin: asyncpg.Connection
 ) -> None:
     account = await server.register()
     cid = await server.create_conversation(account["token"])
     await send(server, account["token"], cid, "something to count")
-    code, out, err = await run_admin("storage-report", env=env_for(admin_db))
+    code, out, err = await run_admin("storage-report", env=env_for(server_db))
     assert code == 0, err
     lines = out.splitlines()
     line = re.compile(
@@ -128,27 +113,27 @@ async def test_storage_report_lists_bytes_and_counts(
 
 
 async def test_storage_report_on_a_role_under_row_security_says_so(
-    admin_db: TempDatabase,
+    server_db: TempDatabase,
 ) -> None:
     code, out, err = await run_inline(
-        "storage-report", env=env_for(admin_db, DATABASE_URL=admin_db.app_dsn)
+        "storage-report", env=env_for(server_db, DATABASE_URL=server_db.app_dsn)
     )
     assert code == 0, err
     assert "estimates only" in out
     assert re.search(r"table messages: \d+ bytes .*\(estimate\)", out)
 
 
-async def test_usage_and_configuration_errors_exit_2(admin_db: TempDatabase) -> None:
+async def test_usage_and_configuration_errors_exit_2(server_db: TempDatabase) -> None:
     code, out, err = await run_admin("storage-report", env={"SECRET_KEY": TEST_SECRET})
     assert (code, out) == (2, "") and "DATABASE_URL" in err
-    code, _, err = await run_inline("storage-report", env=env_for(admin_db, SECRET_KEY="short"))
+    code, _, err = await run_inline("storage-report", env=env_for(server_db, SECRET_KEY="short"))
     assert code == 2 and "SECRET_KEY" in err
-    code, _, _ = await run_inline(env=env_for(admin_db))
+    code, _, _ = await run_inline(env=env_for(server_db))
     assert code == 2
-    code, _, _ = await run_inline("purge", "--retention-days", "soon", env=env_for(admin_db))
+    code, _, _ = await run_inline("purge", "--retention-days", "soon", env=env_for(server_db))
     assert code == 2
     code, _, err = await run_inline(
-        "purge", env=env_for(admin_db, PURGE_RETENTION_DAYS="a month")
+        "purge", env=env_for(server_db, PURGE_RETENTION_DAYS="a month")
     )
     assert code == 2 and "PURGE_RETENTION_DAYS" in err
 
@@ -157,7 +142,7 @@ async def test_usage_and_configuration_errors_exit_2(admin_db: TempDatabase) -> 
 
 
 async def test_purge_honours_the_retention(
-    server: LiveServer, admin_db: TempDatabase, admin: asyncpg.Connection
+    server: LiveServer, server_db: TempDatabase, admin: asyncpg.Connection
 ) -> None:
     account = await server.register()
     token = account["token"]
@@ -182,14 +167,14 @@ async def test_purge_honours_the_retention(
             )
         )
 
-    code, out, err = await run_admin("purge", env=env_for(admin_db))
+    code, out, err = await run_admin("purge", env=env_for(server_db))
     assert code == 0, err
     match = re.fullmatch(
         r"purged (\d+) conversation\(s\) soft-deleted before \S+Z \(retention 30 days\)\n", out
     )
     assert match and int(match.group(1)) >= 1, out
     assert not await exists(old) and await exists(recent) and await exists(live)
-    code, out, err = await run_inline("purge", "--retention-days", "3", env=env_for(admin_db))
+    code, out, err = await run_inline("purge", "--retention-days", "3", env=env_for(server_db))
     assert code == 0 and "(retention 3 days)" in out, err
     assert not await exists(recent) and await exists(live)
 
@@ -198,7 +183,7 @@ async def test_purge_honours_the_retention(
 
 
 async def test_verify_with_the_password_checks_everything(
-    server: LiveServer, admin_db: TempDatabase, admin: asyncpg.Connection
+    server: LiveServer, server_db: TempDatabase, admin: asyncpg.Connection
 ) -> None:
     account = await server.register()
     email, token = account["user"]["email"], account["token"]
@@ -209,7 +194,7 @@ async def test_verify_with_the_password_checks_everything(
     await send(server, token, second, "three")
     code, out, err = await run_admin(
         "verify", "--user-email", email, "--password-stdin",
-        env=env_for(admin_db), stdin=f"{PASSWORD}\n".encode(),
+        env=env_for(server_db), stdin=f"{PASSWORD}\n".encode(),
     )  # fmt: skip
     assert code == 0, err
     assert f"conversation {first}: ok, 2 messages" in out
@@ -234,7 +219,7 @@ async def test_verify_with_the_password_checks_everything(
         damaged,
     )
     code, out, err = await run_inline(
-        "verify", "--user-email", email, "--password", PASSWORD, env=env_for(admin_db)
+        "verify", "--user-email", email, "--password", PASSWORD, env=env_for(server_db)
     )
     assert code == 1, err
     assert f"conversation {first}: ok" in out
@@ -243,25 +228,25 @@ async def test_verify_with_the_password_checks_everything(
     assert out.splitlines()[-1].endswith("1 verified, 1 failed")
 
     code, out, err = await run_inline(
-        "verify", "--user-email", email, "--password", "not the password", env=env_for(admin_db)
+        "verify", "--user-email", email, "--password", "not the password", env=env_for(server_db)
     )
     assert code == 2 and "wrong email or password" in err and out == ""
     code, _, err = await run_inline(
         "verify", "--user-email", "nobody@example.com", "--password", PASSWORD,
-        env=env_for(admin_db),
+        env=env_for(server_db),
     )  # fmt: skip
     assert code == 2 and "wrong email or password" in err
 
 
 async def test_verify_without_the_password_says_what_it_cannot_check(
-    server: LiveServer, admin_db: TempDatabase, admin: asyncpg.Connection
+    server: LiveServer, server_db: TempDatabase, admin: asyncpg.Connection
 ) -> None:
     account = await server.register()
     email, token = account["user"]["email"], account["token"]
     cid = await server.create_conversation(token)
     await send(server, token, cid, "hello")
     await send(server, token, cid, "again")
-    code, out, err = await run_admin("verify", "--user-email", email, env=env_for(admin_db))
+    code, out, err = await run_admin("verify", "--user-email", email, env=env_for(server_db))
     assert code == 0, err  # no terminal and no password given: structure only
     assert f"conversation {cid}: structure intact, 4 messages" in out
     assert "unverifiable without the user's password" in out.splitlines()[-1]
@@ -269,11 +254,11 @@ async def test_verify_without_the_password_says_what_it_cannot_check(
     await admin.execute(
         "DELETE FROM messages WHERE conversation_id = $1 AND seq = 2", uuid.UUID(cid)
     )
-    code, out, err = await run_inline("verify", "--user-email", email, env=env_for(admin_db))
+    code, out, err = await run_inline("verify", "--user-email", email, env=env_for(server_db))
     assert code == 1, err
     assert f"conversation {cid}: structure BROKEN: 3 stored of 4" in out
     code, _, err = await run_inline(
-        "verify", "--user-email", "nobody@example.com", env=env_for(admin_db)
+        "verify", "--user-email", "nobody@example.com", env=env_for(server_db)
     )
     assert code == 2 and "no user" in err
 

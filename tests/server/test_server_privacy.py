@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,7 @@ import pytest
 import pytest_asyncio
 from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
-from pg import TempDatabase, temporary_database
+from pg import BASELINE_SCHEMA, TempDatabase, temporary_database
 
 import crypto
 import server.app as server_app
@@ -31,13 +30,13 @@ from server.service.identity import Identity
 from server.service.keyring import open_conversation_keys
 from server.service.privacy import PrivacyService, purge_loop
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "002_purge.sql"
 PURGE_FUNCTION = "purge_deleted_conversations(timestamptz, integer)"
 PASSWORD = "correct horse battery"
 
 
 @pytest_asyncio.fixture(scope="module")
-async def privacy_db() -> AsyncIterator[TempDatabase]:
+async def server_db() -> AsyncIterator[TempDatabase]:
+    """A database of this module's own: purges and account erasure sweep it."""
     async with temporary_database() as db:
         yield db
 
@@ -50,18 +49,9 @@ async def privacy_server(db: TempDatabase, **env: str) -> AsyncIterator[LiveServ
 
 
 @pytest_asyncio.fixture
-async def server(privacy_db: TempDatabase) -> AsyncIterator[LiveServer]:
-    async with privacy_server(privacy_db) as live:
+async def server(server_db: TempDatabase) -> AsyncIterator[LiveServer]:
+    async with privacy_server(server_db) as live:
         yield live
-
-
-@pytest_asyncio.fixture
-async def admin(privacy_db: TempDatabase) -> AsyncIterator[asyncpg.Connection]:
-    con = await asyncpg.connect(privacy_db.admin_dsn)
-    try:
-        yield con
-    finally:
-        await con.close()
 
 
 # ── helpers ──────────────────────────────────────────────────────────────────
@@ -433,7 +423,7 @@ async def test_rotation_is_busy_while_a_reply_is_generated(
 
 
 async def test_a_send_during_a_rotation_waits_and_is_not_lost(
-    server: LiveServer, admin: asyncpg.Connection, privacy_db: TempDatabase
+    server: LiveServer, admin: asyncpg.Connection, server_db: TempDatabase
 ) -> None:
     account = await server.register()
     token = account["token"]
@@ -448,7 +438,7 @@ async def test_a_send_during_a_rotation_waits_and_is_not_lost(
         return bool(
             await admin.fetchval(
                 f"SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND {condition}",
-                privacy_db.name,
+                server_db.name,
             )
         )
 
@@ -809,12 +799,12 @@ async def test_purge_destroys_old_soft_deleted_conversations_only(
 
 
 async def test_purge_function_is_the_app_roles_only_way_across_users(
-    server: LiveServer, privacy_db: TempDatabase
+    server: LiveServer, server_db: TempDatabase
 ) -> None:
     user = await server.register()
     cid = await server.create_conversation(user["token"])
     await send(server, user["token"], cid, "still here")
-    con = await asyncpg.connect(privacy_db.app_dsn)
+    con = await asyncpg.connect(server_db.app_dsn)
     try:
         assert await con.fetchval("SELECT count(*) FROM conversations") == 0
         purged = await con.fetchval(
@@ -860,49 +850,16 @@ async def test_purge_loop_runs_periodically(server: LiveServer, admin: asyncpg.C
 
 # ── migration 002 ────────────────────────────────────────────────────────────
 
-GRANT_LINE = (
-    "    EXECUTE format('GRANT EXECUTE ON FUNCTION purge_deleted_conversations"
-    "(timestamptz, integer) TO %I', app);\n"
-)
-
-
-def schema_v2(schema: str, migration: str) -> str:
-    """schema.sql as it reads with migration 002 folded in (what it is to become)."""
-    marker = schema.index("-- @every-apply")
-    structure, every_apply = schema[:marker], schema[marker:]
-    end = every_apply.index("END\n$grants$;")
-    return (
-        structure.replace("-- schema-version: 1\n", "-- schema-version: 2\n", 1)
-        + "-- ------------------------------------------------- purge (migration 002) ---\n\n"
-        + migration
-        + "\n"
-        + every_apply[:end]
-        + "\n"
-        + GRANT_LINE
-        + every_apply[end:]
-    )
-
-
-async def test_migration_002_brings_a_version_1_database_forward(tmp_path: Path) -> None:
-    schema = storage.migrate.read_schema(storage.migrate.SCHEMA_PATH)
-    if schema.version >= 2:
-        source = storage.migrate.SCHEMA_PATH  # already folded in: check the real thing
-    else:
-        source = tmp_path / "schema.sql"
-        source.write_text(
-            schema_v2(
-                storage.migrate.SCHEMA_PATH.read_text(encoding="utf-8"),
-                MIGRATION.read_text(encoding="utf-8"),
-            ),
-            encoding="utf-8",
-        )
-        (tmp_path / "migrations").mkdir()
-        (tmp_path / "migrations" / MIGRATION.name).write_text(
-            MIGRATION.read_text(encoding="utf-8"), encoding="utf-8"
-        )
-    async with temporary_database() as old, temporary_database() as fresh:
-        for db in (old, old, fresh):  # migrate, re-apply, and build from nothing
-            await storage.apply_schema(db.admin_dsn, schema_path=source)
+async def test_migration_002_brings_a_version_1_database_forward() -> None:
+    """From the frozen version-1 baseline through migrations/ (what a server does at
+    start-up), and from nothing: both end with the purge function, granted as designed.
+    (tests/storage/test_storage_schema_drift.py compares the two catalogs in full.)"""
+    async with (
+        temporary_database(schema_path=BASELINE_SCHEMA) as old,
+        temporary_database() as fresh,
+    ):
+        for db in (old, old):  # migrate, then re-apply
+            await storage.apply_schema(db.admin_dsn)
         for db in (old, fresh):
             con = await asyncpg.connect(db.admin_dsn)
             try:

@@ -25,38 +25,20 @@ WARNING = "Messages after this point have been permanently deleted"
 MESSAGE_KEYS = {"sequence", "role", "content", "timestamp", "contentHash", "isDecrypted"}
 
 
-async def call(
-    server: LiveServer,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    json_body: Any = None,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    """`LiveServer.checked_call`, in this file's shape."""
-    status, body, _ = await server.checked_call(
-        method, path, token=token, json_body=json_body, data=data, headers=headers
-    )
-    return status, body
-
-
 async def send(server: LiveServer, token: str, conversation_id: str, content: str) -> Any:
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=token,
-        json_body={"content": content, "stream": False},
+        json={"content": content, "stream": False},
     )
     assert status == 200, body
     return body
 
 
 async def detail(server: LiveServer, token: str, conversation_id: str, query: str = "") -> Any:
-    status, body = await call(
-        server, "GET", f"/api/conversations/{conversation_id}{query}", token=token
+    status, body = await server.call(
+        "GET", f"/api/conversations/{conversation_id}{query}", token=token
     )
     assert status == 200, body
     return body
@@ -147,7 +129,7 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
     created = [await server.create_conversation(token, title=f"c{i}") for i in range(25)]
     newest_first = created[::-1]
 
-    status, page = await call(server, "GET", "/api/conversations", token=token)
+    status, page = await server.call("GET", "/api/conversations", token=token)
     assert status == 200, page
     assert page["pagination"] == {"limit": 20, "offset": 0, "hasMore": True}
     assert [c["id"] for c in page["conversations"]] == newest_first[:20]
@@ -163,21 +145,21 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
     }
     assert first["title"] == "c24" and first["messageCount"] == 0 and first["merkleRoot"] is None
 
-    status, rest = await call(server, "GET", "/api/conversations?offset=20", token=token)
+    status, rest = await server.call("GET", "/api/conversations?offset=20", token=token)
     assert status == 200
     assert rest["pagination"] == {"limit": 20, "offset": 20, "hasMore": False}
     assert [c["id"] for c in rest["conversations"]] == newest_first[20:]
-    status, exact = await call(server, "GET", "/api/conversations?limit=5&offset=20", token=token)
+    status, exact = await server.call("GET", "/api/conversations?limit=5&offset=20", token=token)
     assert exact["pagination"]["hasMore"] is False and len(exact["conversations"]) == 5
-    status, beyond = await call(server, "GET", "/api/conversations?offset=500", token=token)
+    status, beyond = await server.call("GET", "/api/conversations?offset=500", token=token)
     assert status == 200 and beyond["conversations"] == []
     assert beyond["pagination"]["hasMore"] is False
-    status, everything = await call(server, "GET", "/api/conversations?limit=100", token=token)
+    status, everything = await server.call("GET", "/api/conversations?limit=100", token=token)
     assert status == 200 and len(everything["conversations"]) == 25
 
     # a message bumps updatedAt: the oldest conversation moves to the top
     await send(server, token, created[0], "bump")
-    status, page = await call(server, "GET", "/api/conversations?limit=2", token=token)
+    status, page = await server.call("GET", "/api/conversations?limit=2", token=token)
     assert [c["id"] for c in page["conversations"]] == [created[0], created[24]]
     top = page["conversations"][0]
     assert top["messageCount"] == 2 and isinstance(top["merkleRoot"], str)
@@ -185,7 +167,7 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
 
     # another user sees none of them
     stranger = await server.register()
-    status, theirs = await call(server, "GET", "/api/conversations", token=stranger["token"])
+    status, theirs = await server.call("GET", "/api/conversations", token=stranger["token"])
     assert status == 200 and theirs["conversations"] == []
 
 
@@ -204,7 +186,7 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
 )
 async def test_list_rejects_bad_numbers(server: LiveServer, query: str, field: str) -> None:
     account = await server.register()
-    status, body = await call(server, "GET", f"/api/conversations?{query}", token=account["token"])
+    status, body = await server.call("GET", f"/api/conversations?{query}", token=account["token"])
     assert status == 400, body
     assert body["error"].startswith(f"{field}:"), body
     assert body["code"] == "INVALID_PAYLOAD"
@@ -223,7 +205,7 @@ async def test_every_route_needs_a_valid_bearer_token(server: LiveServer) -> Non
     ]
     for method, path, body in routes:
         for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer nonsense"}):
-            status, response = await call(server, method, path, json_body=body, headers=headers)
+            status, response = await server.call(method, path, json=body, headers=headers)
             assert status == 401, (method, path, headers, response)
             assert response["code"] == "UNAUTHORIZED"
 
@@ -233,12 +215,11 @@ async def test_every_route_needs_a_valid_bearer_token(server: LiveServer) -> Non
 
 async def test_create_conversation(server: LiveServer) -> None:
     token = (await server.register())["token"]
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "POST",
         "/api/conversations",
         token=token,
-        json_body={"title": "My chat", "model": "scripted:5"},
+        json={"title": "My chat", "model": "scripted:5"},
     )
     assert status == 201, body
     assert set(body) == {"id", "title", "model", "messageCount", "createdAt"}
@@ -247,13 +228,13 @@ async def test_create_conversation(server: LiveServer) -> None:
     uuid.UUID(body["id"])
     datetime.fromisoformat(body["createdAt"])
 
-    status, empty = await call(server, "POST", "/api/conversations", token=token)
+    status, empty = await server.call("POST", "/api/conversations", token=token)
     assert status == 201, empty
     assert empty["title"] is None and empty["model"] == "scripted"
-    status, braces = await call(server, "POST", "/api/conversations", token=token, json_body={})
+    status, braces = await server.call("POST", "/api/conversations", token=token, json={})
     assert status == 201 and braces["model"] == "scripted"
-    status, longest = await call(
-        server, "POST", "/api/conversations", token=token, json_body={"title": "t" * 200}
+    status, longest = await server.call(
+        "POST", "/api/conversations", token=token, json={"title": "t" * 200}
     )
     assert status == 201 and longest["title"] == "t" * 200
 
@@ -264,14 +245,11 @@ async def test_create_conversation(server: LiveServer) -> None:
         ({"model": "x" * 101}, "model"),
         ({"model": ["scripted"]}, "model"),
     ]:
-        status, error = await call(
-            server, "POST", "/api/conversations", token=token, json_body=payload
-        )
+        status, error = await server.call("POST", "/api/conversations", token=token, json=payload)
         assert status == 400, (payload, error)
         assert error["error"].startswith(f"{field}:"), (payload, error)
     for raw in (b"{oops", b"[]", b"null"):
-        status, error = await call(
-            server,
+        status, error = await server.call(
             "POST",
             "/api/conversations",
             token=token,
@@ -279,7 +257,7 @@ async def test_create_conversation(server: LiveServer) -> None:
             headers={"Content-Type": "application/json"},
         )
         assert status == 400, (raw, error)
-    status, listed = await call(server, "GET", "/api/conversations", token=token)
+    status, listed = await server.call("GET", "/api/conversations", token=token)
     assert len(listed["conversations"]) == 4
 
 
@@ -336,8 +314,8 @@ async def test_read_with_viewport_and_integrity(server: LiveServer) -> None:
         ("?from=3&to=2", "from"),
         ("?from=99999999999", "from"),
     ]:
-        status, error = await call(
-            server, "GET", f"/api/conversations/{conversation_id}{query}", token=token
+        status, error = await server.call(
+            "GET", f"/api/conversations/{conversation_id}{query}", token=token
         )
         assert status == 400, (query, error)
         assert error["error"].startswith(f"{field}:"), (query, error)
@@ -360,12 +338,11 @@ async def test_read_of_a_missing_or_foreign_conversation_is_one_404(server: Live
     ]:
         answers = []
         for target in (conversation_id, random_id):
-            status, body = await call(
-                server,
+            status, body = await server.call(
                 method,
                 f"/api/conversations/{target}{suffix}",
                 token=intruder,
-                json_body=payload,
+                json=payload,
             )
             answers.append((status, body))
         assert answers[0] == answers[1], (method, suffix, answers)
@@ -373,7 +350,7 @@ async def test_read_of_a_missing_or_foreign_conversation_is_one_404(server: Live
         assert answers[0][1] == {"error": "Conversation not found", "code": "NOT_FOUND"}
 
     for bad_id in ("not-a-uuid", "123", "ffffffff-ffff-ffff-ffff-fffffffffffff"):
-        status, body = await call(server, "GET", f"/api/conversations/{bad_id}", token=owner)
+        status, body = await server.call("GET", f"/api/conversations/{bad_id}", token=owner)
         assert status == 404, (bad_id, body)
         assert body == {"error": "Conversation not found", "code": "NOT_FOUND"}
     # the owner still has everything, untouched
@@ -417,7 +394,7 @@ async def test_read_survives_a_tampered_message(
     assert "content" not in broken
     assert intact["isDecrypted"] is True and intact["content"] == reply["response"]
     # the list still works too
-    status, listed = await call(server, "GET", "/api/conversations", token=token)
+    status, listed = await server.call("GET", "/api/conversations", token=token)
     assert status == 200 and listed["conversations"][0]["id"] == conversation_id
 
 
@@ -427,35 +404,32 @@ async def test_read_survives_a_tampered_message(
 async def test_rename(server: LiveServer) -> None:
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token, title="old")
-    status, renamed = await call(
-        server,
+    status, renamed = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}",
         token=token,
-        json_body={"title": "new name"},
+        json={"title": "new name"},
     )
     assert status == 200, renamed
     assert renamed["id"] == conversation_id and renamed["title"] == "new name"
     assert (await detail(server, token, conversation_id))["title"] == "new name"
-    status, cleared = await call(
-        server,
+    status, cleared = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}",
         token=token,
-        json_body={"title": None},
+        json={"title": None},
     )
     assert status == 200 and cleared["title"] is None
     for payload in ({}, {"title": "t" * 201}, {"title": 7}):
-        status, error = await call(
-            server,
+        status, error = await server.call(
             "PATCH",
             f"/api/conversations/{conversation_id}",
             token=token,
-            json_body=payload,
+            json=payload,
         )
         assert status == 400, (payload, error)
         assert error["error"].startswith("title:"), error
-    status, _ = await call(server, "PATCH", f"/api/conversations/{conversation_id}", token=token)
+    status, _ = await server.call("PATCH", f"/api/conversations/{conversation_id}", token=token)
     assert status == 400
 
 
@@ -467,16 +441,16 @@ async def test_delete_hides_the_conversation_everywhere(
     keep = await server.create_conversation(token, title="kept")
     await send(server, token, conversation_id, "soon gone")
 
-    status, deleted = await call(
-        server, "DELETE", f"/api/conversations/{conversation_id}", token=token
+    status, deleted = await server.call(
+        "DELETE", f"/api/conversations/{conversation_id}", token=token
     )
     assert status == 200, deleted
     assert set(deleted) == {"success", "deletedAt"} and deleted["success"] is True
     assert datetime.fromisoformat(deleted["deletedAt"]).tzinfo is not None
 
-    status, body = await call(server, "GET", f"/api/conversations/{conversation_id}", token=token)
+    status, body = await server.call("GET", f"/api/conversations/{conversation_id}", token=token)
     assert status == 404 and body["code"] == "NOT_FOUND"
-    status, listed = await call(server, "GET", "/api/conversations", token=token)
+    status, listed = await server.call("GET", "/api/conversations", token=token)
     assert [c["id"] for c in listed["conversations"]] == [keep]
     for method, suffix, payload in [
         ("DELETE", "", None),
@@ -484,12 +458,11 @@ async def test_delete_hides_the_conversation_everywhere(
         ("POST", "/messages", {"content": "hello?", "stream": False}),
         ("PATCH", "/edit", {"sequence": 1, "newContent": "x"}),
     ]:
-        status, body = await call(
-            server,
+        status, body = await server.call(
             method,
             f"/api/conversations/{conversation_id}{suffix}",
             token=token,
-            json_body=payload,
+            json=payload,
         )
         assert status == 404, (method, suffix, body)
 
@@ -517,12 +490,11 @@ async def test_delete_hides_the_conversation_everywhere(
 async def test_send_rejects_bad_bodies(server: LiveServer, payload: Any, field: str) -> None:
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=token,
-        json_body=payload,
+        json=payload,
     )
     assert status == 400, body
     assert body["error"].startswith(f"{field}:"), body
@@ -579,12 +551,11 @@ async def test_send_stream_reports_a_failed_reply_as_an_error_event(server: Live
     error = events[-1].data
     assert isinstance(error["message"], str) and error["message"]
     assert error["code"].startswith("AI_"), error
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=token,
-        json_body={"content": "again", "stream": False},
+        json={"content": "again", "stream": False},
     )
     assert status == 502, body
     assert body["code"].startswith("AI_")
@@ -625,12 +596,11 @@ async def test_a_second_send_while_one_streams_is_busy(server: LiveServer) -> No
 
     async def second_send() -> None:
         answers.append(
-            await call(
-                server,
+            await server.call(
                 "POST",
                 f"/api/conversations/{conversation_id}/messages",
                 token=token,
-                json_body={"content": "me too", "stream": False},
+                json={"content": "me too", "stream": False},
             )
         )
 
@@ -647,9 +617,9 @@ async def test_a_repeated_client_msg_id_is_stored_and_answered_once(server: Live
     conversation_id = await server.create_conversation(token)
     body = {"content": "only once", "stream": False, "clientMsgId": "msg-1"}
     path = f"/api/conversations/{conversation_id}/messages"
-    status, first = await call(server, "POST", path, token=token, json_body=body)
+    status, first = await server.call("POST", path, token=token, json=body)
     assert status == 200, first
-    status, again = await call(server, "POST", path, token=token, json_body=body)
+    status, again = await server.call("POST", path, token=token, json=body)
     assert status == 200 and again == first
     status, _, events = await stream(server, token, conversation_id, {**body, "stream": True})
     assert status == 200
@@ -668,12 +638,11 @@ async def test_an_edit_during_a_stream_cancels_it_for_good(server: LiveServer) -
 
     async def edit() -> None:
         edits.append(
-            await call(
-                server,
+            await server.call(
                 "PATCH",
                 f"/api/conversations/{conversation_id}/edit",
                 token=token,
-                json_body={"sequence": 1, "newContent": "rewritten question"},
+                json={"sequence": 1, "newContent": "rewritten question"},
             )
         )
 
@@ -702,7 +671,7 @@ async def test_a_delete_during_a_stream_cancels_it(
 
     async def delete() -> None:
         deletes.append(
-            await call(server, "DELETE", f"/api/conversations/{conversation_id}", token=token)
+            await server.call("DELETE", f"/api/conversations/{conversation_id}", token=token)
         )
 
     events = await stream_and_act(server, token, conversation_id, "talk for a while", delete)
@@ -731,12 +700,11 @@ async def test_edit_truncates_and_regenerates(server: LiveServer, node: NodeClie
     tab = await node.joined(server.base_url, token, conversation_id)
     mark = len(tab.events)
 
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}/edit",
         token=token,
-        json_body={"sequence": 1, "newContent": "better question"},
+        json={"sequence": 1, "newContent": "better question"},
     )
     assert status == 200, body
     assert body == {
@@ -762,12 +730,11 @@ async def test_edit_truncates_and_regenerates(server: LiveServer, node: NodeClie
     assert stored["integrity"] == {"valid": True, "lastValidSequence": 2}
 
     # editing the assistant's reply keeps the role and regenerates nothing
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}/edit",
         token=token,
-        json_body={"sequence": 2, "newContent": "a hand-written answer"},
+        json={"sequence": 2, "newContent": "a hand-written answer"},
     )
     assert status == 200, body
     assert body["deletedCount"] == 0 and body["newMessageCount"] == 2
@@ -798,12 +765,11 @@ async def test_edit_rejects_bad_bodies(server: LiveServer, payload: Any, field: 
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
     await send(server, token, conversation_id, "keep me")
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}/edit",
         token=token,
-        json_body=payload,
+        json=payload,
     )
     assert status == 400, body
     assert body["code"] == "INVALID_PAYLOAD"
@@ -816,12 +782,11 @@ async def test_edit_beyond_the_last_message_fails(server: LiveServer) -> None:
     conversation_id = await server.create_conversation(token)
     await send(server, token, conversation_id, "only one exchange")
     for sequence in (3, 99):
-        status, body = await call(
-            server,
+        status, body = await server.call(
             "PATCH",
             f"/api/conversations/{conversation_id}/edit",
             token=token,
-            json_body={"sequence": sequence, "newContent": "nothing to edit"},
+            json={"sequence": sequence, "newContent": "nothing to edit"},
         )
         assert status == 400, body
         assert body["code"] == "EDIT_FAILED"
@@ -835,12 +800,11 @@ async def test_edit_rejects_whitespace_only_content(server: LiveServer) -> None:
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
     await send(server, token, conversation_id, "keep me")
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}/edit",
         token=token,
-        json_body={"sequence": 1, "newContent": "   "},
+        json={"sequence": 1, "newContent": "   "},
     )
     assert status == 400, body
     assert body["error"].startswith("newContent:")
@@ -850,12 +814,11 @@ async def test_a_refused_whitespace_edit_changes_nothing(server: LiveServer) -> 
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
     before = await send(server, token, conversation_id, "keep me")
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "PATCH",
         f"/api/conversations/{conversation_id}/edit",
         token=token,
-        json_body={"sequence": 1, "newContent": " \n "},
+        json={"sequence": 1, "newContent": " \n "},
     )
     assert status >= 400, body
     stored = await detail(server, token, conversation_id)
@@ -868,11 +831,11 @@ async def test_a_refused_whitespace_edit_changes_nothing(server: LiveServer) -> 
 
 async def test_unknown_routes_and_methods_answer_json(server: LiveServer) -> None:
     token = (await server.register())["token"]
-    status, body = await call(server, "GET", "/api/nothing-here", token=token)
+    status, body = await server.call("GET", "/api/nothing-here", token=token)
     assert status == 404, body
-    status, body = await call(server, "PUT", "/api/conversations", token=token, json_body={})
+    status, body = await server.call("PUT", "/api/conversations", token=token, json={})
     assert status == 405, body
-    status, body = await call(server, "GET", "/api/health")
+    status, body = await server.call("GET", "/api/health")
     assert status == 200 and body["status"] == "ok"
 
 
@@ -885,8 +848,7 @@ async def test_a_body_that_is_not_utf8_is_a_400(server: LiveServer) -> None:
         ("POST", f"/api/conversations/{conversation_id}/messages"),
         ("PATCH", f"/api/conversations/{conversation_id}/edit"),
     ]:
-        status, body = await call(
-            server,
+        status, body = await server.call(
             method,
             path,
             token=token,
@@ -900,8 +862,7 @@ async def test_an_oversized_body_is_refused_without_internals(server: LiveServer
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
     huge = json.dumps({"content": "x" * 1_100_000, "stream": False}).encode()
-    status, body = await call(
-        server,
+    status, body = await server.call(
         "POST",
         f"/api/conversations/{conversation_id}/messages",
         token=token,
@@ -927,11 +888,10 @@ async def test_a_nul_character_in_a_text_field_is_a_400(
 ) -> None:
     token = (await server.register())["token"]
     conversation_id = await server.create_conversation(token)
-    status, body = await call(
-        server,
+    status, body = await server.call(
         method,
         "/api/conversations" + suffix.format(id=conversation_id),
         token=token,
-        json_body=payload,
+        json=payload,
     )
     assert status == 400, body

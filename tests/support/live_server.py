@@ -58,46 +58,42 @@ class LiveServer:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """One REST call; returns (status, decoded JSON body or text)."""
-        all_headers = dict(headers or {})
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
-        async with self.http.request(
-            method, self.base_url + path, json=json, data=data, headers=all_headers
-        ) as response:
-            text = await response.text()
-            try:
-                body: Any = json_module.loads(text) if text else None
-            except ValueError:
-                body = text
-            return response.status, body
+        """One REST call, checked as `call_with_headers`; returns (status, body)."""
+        status, body, _ = await self.call_with_headers(
+            method, path, token=token, json=json, data=data, headers=headers
+        )
+        return status, body
 
-    async def checked_call(
+    async def call_with_headers(
         self,
         method: str,
         path: str,
         *,
         token: str | None = None,
-        json_body: Any = None,
+        json: Any = None,
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
-        """One REST call that also checks what every response must satisfy: error bodies
-        are JSON `{error, code?, retryAfter?}`; no body carries a stack trace or driver name.
+        """One REST call; returns (status, body: decoded JSON or text, headers).
+
+        It also checks what every response must satisfy: no body carries a stack trace or
+        a driver's name, and an error from `/api` is JSON `{error, code?, retryAfter?}`.
         """
         all_headers = dict(headers or {})
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
         async with self.http.request(
-            method, self.base_url + path, json=json_body, data=data, headers=all_headers
+            method, self.base_url + path, json=json, data=data, headers=all_headers
         ) as response:
             text = await response.text()
             status = response.status
             content_type = response.content_type
             response_headers = dict(response.headers)
         assert "Traceback" not in text and "asyncpg" not in text, text
-        body: Any = json_module.loads(text) if text else None
-        if status >= 400:
+        body: Any = text or None
+        if content_type == "application/json" and text:
+            body = json_module.loads(text)
+        if status >= 400 and path.startswith("/api"):
             assert content_type == "application/json", (status, content_type, text)
             assert isinstance(body, dict), (status, text)
             assert isinstance(body.get("error"), str) and body["error"], body

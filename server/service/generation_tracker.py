@@ -32,6 +32,26 @@ __all__ = ["GenerationTracker", "LocalTracker", "RedisTracker"]
 _LOG = logging.getLogger(__name__)
 _REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 _CANCEL_WAIT_S = 5.0
+# The mirror of a running reply is whole or absent: owner, sequence and index with the
+# text. A token is appended only to this owner's record; when the record is gone (Redis
+# restarted, or the keys expired while it was unreachable) the script says so (-1) and
+# the owner writes the whole record again with the text so far. Another owner's record
+# is left alone (0).
+_APPEND_IF_OWNER = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner == false then
+  return -1
+end
+if owner ~= ARGV[1] then
+  return 0
+end
+redis.call('APPEND', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'tokenIndex', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+_RECORD_FIELDS = (b"owner", b"sequence", b"tokenIndex")
 _DELETE_IF_OWNER = """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -105,38 +125,49 @@ class RedisTracker:
         self._prefix = prefix
         self._channel = f"{prefix}generation-control"
         self._delete = client.register_script(_DELETE_IF_OWNER)
+        self._append = client.register_script(_APPEND_IF_OWNER)
+        #: How often a token found its mirror gone and wrote it whole again.
+        self.mirror_rebuilds = 0
 
     def _keys(self, conversation_id: uuid.UUID) -> tuple[str, str]:
         base = f"{self._prefix}generation:{conversation_id}"
         return base, base + ":text"
 
     async def started(self, generation: RunningGeneration) -> None:
-        meta, text = self._keys(generation.conversation_id)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(text)
-                pipe.hset(
-                    meta,
-                    mapping={
-                        "owner": str(generation.owner),
-                        "sequence": generation.sequence,
-                        "tokenIndex": 0,
-                    },
-                )
-                pipe.pexpire(meta, self._ttl_ms)
-                await pipe.execute()
+            await self._write_whole(generation)
         except _REDIS_ERRORS as exc:
             _LOG.warning("redis: could not record generation start: %s", type(exc).__name__)
+
+    async def _write_whole(self, generation: RunningGeneration) -> None:
+        """The whole record in one transaction: owner, sequence, index and the text so far."""
+        meta, text = self._keys(generation.conversation_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(meta, text)
+            pipe.hset(
+                meta,
+                mapping={
+                    "owner": str(generation.owner),
+                    "sequence": generation.sequence,
+                    "tokenIndex": generation.token_index,
+                },
+            )
+            if generation.partial:
+                pipe.set(text, generation.partial)
+                pipe.pexpire(text, self._ttl_ms)
+            pipe.pexpire(meta, self._ttl_ms)
+            await pipe.execute()
 
     async def progressed(self, generation: RunningGeneration, token: str) -> None:
         meta, text = self._keys(generation.conversation_id)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.append(text, token)
-                pipe.hset(meta, "tokenIndex", generation.token_index)
-                pipe.pexpire(meta, self._ttl_ms)
-                pipe.pexpire(text, self._ttl_ms)
-                await pipe.execute()
+            appended = await self._append(
+                keys=[meta, text],
+                args=[str(generation.owner), generation.token_index, token, self._ttl_ms],
+            )
+            if appended == -1:
+                self.mirror_rebuilds += 1
+                await self._write_whole(generation)
         except _REDIS_ERRORS:  # only remote resumes suffer; local sockets keep streaming
             return
 
@@ -159,12 +190,18 @@ class RedisTracker:
                 fields, partial = await pipe.execute()
         except _REDIS_ERRORS:
             return None
-        if not fields:
+        if not all(field in fields for field in _RECORD_FIELDS):
+            return None  # absent, or not whole: nothing to resume from
+        try:
+            sequence, token_index = int(fields[b"sequence"]), int(fields[b"tokenIndex"])
+        except ValueError:
             return None
+        if token_index > 0 and not partial:
+            return None  # the text was lost apart from its record
         return GeneratingState(
-            sequence=int(fields[b"sequence"]),
+            sequence=sequence,
             partial=(partial or b"").decode("utf-8", errors="replace"),
-            token_index=int(fields.get(b"tokenIndex", 0)),
+            token_index=token_index,
         )
 
     async def _running_elsewhere(self, conversation_id: uuid.UUID) -> bool:

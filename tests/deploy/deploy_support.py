@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from instances import http_json, instance_env
+from machine_services import redis_url
 from node_client import NodeClient, NodeClients, resumed_text
 from pg import TempDatabase
 
@@ -28,11 +28,6 @@ __all__ = [
 ]
 
 PASSWORD = "correct horse battery"
-
-
-def redis_url() -> str:
-    """The machine's Redis (other suites use it too: tests keep to their own channel)."""
-    return os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def unique_channel() -> str:

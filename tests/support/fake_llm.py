@@ -4,7 +4,8 @@ Point the real SDKs at `server.base_url` (an `async with` block starts the serve
 127.0.0.1 and a free port). Behaviour is scripted by a `FakeBehaviour`, which tests may
 also change between requests through `server.behaviour`. The server records every request
 body and header (`requests`) and whether a client went away before its stream ended
-(`disconnected`, `disconnects`).
+(`disconnected`, `disconnects`). One server can be shared by many tests: `reset()` gives
+it a new behaviour and forgets what it recorded.
 
     async with FakeOpenAIServer(tokens=["Hel", "lo"]) as server:
         client = openai.AsyncOpenAI(api_key="k", base_url=server.base_url)
@@ -93,18 +94,29 @@ class _Outcome:
     completed: int = 0
 
 
+def _behaviour(base: FakeBehaviour | None, changes: dict[str, Any]) -> FakeBehaviour:
+    if "tokens" in changes:
+        changes["tokens"] = tuple(changes["tokens"])
+    return replace(base or FakeBehaviour(), **changes)
+
+
 class _FakeServer:
     path = "/"
 
     def __init__(self, behaviour: FakeBehaviour | None = None, **changes: Any) -> None:
-        base = behaviour or FakeBehaviour()
-        if "tokens" in changes:
-            changes["tokens"] = tuple(changes["tokens"])
-        self.behaviour = replace(base, **changes)
+        self.behaviour = _behaviour(behaviour, changes)
         self.requests: list[RecordedRequest] = []
         self._outcome = _Outcome()
         self._runner: web.AppRunner | None = None
         self._port = 0
+
+    def reset(self, behaviour: FakeBehaviour | None = None, **changes: Any) -> None:
+        """Start over as a new server on the same port: `behaviour` (default FakeBehaviour())
+        with `changes`, no recorded requests, and fresh `disconnected`, `disconnects` and
+        `completed` (a stream still running from before reports to the old ones)."""
+        self.behaviour = _behaviour(behaviour, changes)
+        self.requests = []
+        self._outcome = _Outcome()
 
     @property
     def base_url(self) -> str:
@@ -156,10 +168,12 @@ class _FakeServer:
 
     async def _send_stream(
         self, request: web.Request, response: web.StreamResponse, body: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """Write the scripted stream; True when it was sent to its normal end."""
         raise NotImplementedError
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        outcome = self._outcome  # a reset() while this request runs does not see its end
         body = await request.json()
         headers = {name.lower(): value for name, value in request.headers.items()}
         api_key = self._api_key(request)
@@ -182,12 +196,13 @@ class _FakeServer:
         )
         await response.prepare(request)
         try:
-            await self._send_stream(request, response, body)
+            if await self._send_stream(request, response, body):
+                outcome.completed += 1
         except _Cut:
             return response
         except (asyncio.CancelledError, ConnectionResetError):
-            self._outcome.disconnects += 1
-            self._outcome.disconnected.set()
+            outcome.disconnects += 1
+            outcome.disconnected.set()
             raise
         return response
 
@@ -226,7 +241,7 @@ class FakeOpenAIServer(_FakeServer):
 
     async def _send_stream(
         self, request: web.Request, response: web.StreamResponse, body: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         behaviour = self.behaviour
         model = str(body.get("model", "gpt-4o-mini"))
         created = int(time.time())
@@ -257,7 +272,7 @@ class FakeOpenAIServer(_FakeServer):
                 }
                 await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
                 await response.write_eof()
-                return
+                return False
             await chunk({"content": token})
             if behaviour.empty_deltas:
                 await chunk({})
@@ -275,7 +290,7 @@ class FakeOpenAIServer(_FakeServer):
             await response.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        self._outcome.completed += 1
+        return True
 
 
 class FakeAnthropicServer(_FakeServer):
@@ -299,7 +314,7 @@ class FakeAnthropicServer(_FakeServer):
 
     async def _send_stream(
         self, request: web.Request, response: web.StreamResponse, body: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         behaviour = self.behaviour
         model = str(body.get("model", "claude-3-5-sonnet-latest"))
 
@@ -342,7 +357,7 @@ class FakeAnthropicServer(_FakeServer):
                 }
                 await event("error", error)
                 await response.write_eof()
-                return
+                return False
             delta = {"type": "text_delta", "text": token}
             await event(
                 "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
@@ -367,4 +382,4 @@ class FakeAnthropicServer(_FakeServer):
         )
         await event("message_stop", {"type": "message_stop"})
         await response.write_eof()
-        self._outcome.completed += 1
+        return True

@@ -21,6 +21,7 @@ from server.appkeys import (
     ACCOUNTS,
     CHAT,
     CONNECTED,
+    DRAINED,
     GENERATIONS,
     LOGIN_LIMITER,
     METRICS,
@@ -60,7 +61,7 @@ from server.service.privacy import PrivacyService, purge_loop
 from server.service.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
 from server.service.replies import ReplyRunner
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "drain"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
-    app.on_shutdown.append(_on_shutdown)
+    app[DRAINED] = asyncio.Event()
+    app.on_shutdown.append(drain)
     return app
 
 
@@ -286,12 +288,22 @@ def _background_tasks(app: web.Application, revoker: SessionRevoker) -> list[asy
     ]
 
 
-async def _on_shutdown(app: web.Application) -> None:
-    """Runs once the listening sockets are closed, before open connections are waited for:
-    running replies may finish (bounded by SHUTDOWN_GRACE_S), then every connection is
-    closed so its client reconnects to another instance instead of waiting for a timeout."""
+async def drain(app: web.Application) -> None:
+    """Stop this instance on our terms, while every connection still reads and writes.
+
+    New replies (sends, edits) are refused with UNAVAILABLE and a retry hint; every other
+    event is answered as usual; running replies may finish (bounded by SHUTDOWN_GRACE_S);
+    then every connection is closed at the transport level, so its client reconnects to
+    another instance instead of waiting for a timeout. `server.main` calls this on
+    SIGTERM right after it stops listening, before aiohttp's own shutdown, which stops
+    reading from open connections; it is also aiohttp's `on_shutdown` hook (a no-op
+    when it already ran).
+    """
+    if app[DRAINED].is_set():
+        return
     app[CHAT].close()
     await app[GENERATIONS].drain(app[SETTINGS].shutdown_grace_s)
     # A send's ack leaves from its event handler just after its reply ended.
     await asyncio.sleep(0.2)
     await app[SIO].close_transports()
+    app[DRAINED].set()

@@ -6,6 +6,7 @@ protocol of it), so importing this module pulls in no adapter.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -27,6 +28,7 @@ __all__ = [
     "ACCOUNTS",
     "CHAT",
     "CONNECTED",
+    "DRAINED",
     "GENERATIONS",
     "LOGIN_LIMITER",
     "METRICS",
@@ -50,6 +52,8 @@ CHAT = web.AppKey("chat", ChatService)
 PRIVACY = web.AppKey("privacy", PrivacyService)
 CONNECTED = web.AppKey("connected", ConnectedSockets)
 GENERATIONS = web.AppKey("generations", LocalGenerations)
+# Set once the instance has drained (see `server.app.drain`): a second drain is a no-op.
+DRAINED = web.AppKey("drained", asyncio.Event)
 TRACKER = web.AppKey("tracker", GenerationTracker)
 REVOKER = web.AppKey("revoker", SessionDisconnector)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)

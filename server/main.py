@@ -6,12 +6,13 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
 import sys
 
 from aiohttp import web
 
 import storage
-from server.app import create_app
+from server.app import create_app, drain
 from server.config import ConfigError, Settings, load_settings
 from server.embedded_db import EmbeddedPostgres
 from server.logs import configure_logging
@@ -31,6 +32,42 @@ async def _prepare_database(settings: Settings) -> None:
     _LOG.info("database schema at version %d", version)
 
 
+async def _serve(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then drain before aiohttp's own shutdown.
+
+    aiohttp's shutdown stops reading from every open connection before its hooks run,
+    so events of sockets still connected would go unanswered; here the listening socket
+    is closed first, then `drain` answers every event (refusing new replies) while
+    running replies finish, and only then does aiohttp tear down.
+    """
+    app = create_app(settings)
+    # Replies get SHUTDOWN_GRACE_S in `drain`; after it only idle keep-alive and
+    # long-poll requests remain, and they need no grace.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        _LOG.info(
+            "listening on http://%s:%d (socket path %s)",
+            settings.host,
+            settings.port,
+            settings.socket_path,
+        )
+        await stop.wait()
+        _LOG.info("stopping: no new connections; draining")
+        await site.stop()
+        await drain(app)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+
+
 def main() -> int:
     """Run the server until SIGINT or SIGTERM; returns the process exit code."""
     try:
@@ -46,23 +83,7 @@ def main() -> int:
             settings = dataclasses.replace(settings, database_url=embedded.start())
         if settings.database_url is not None:
             asyncio.run(_prepare_database(settings))
-        app = create_app(settings)
-        _LOG.info(
-            "listening on http://%s:%d (socket path %s)",
-            settings.host,
-            settings.port,
-            settings.socket_path,
-        )
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            # Replies get SHUTDOWN_GRACE_S in on_shutdown; after that, only idle
-            # keep-alive and long-poll requests remain, and they need no grace.
-            shutdown_timeout=2.0,
-            access_log=None,
-            print=None,
-        )
+        asyncio.run(_serve(settings))
     except storage.StorageError as exc:
         _LOG.error("database error: %s", exc)
         return 1

@@ -185,7 +185,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             )
         except Exception:
             _LOG.warning("could not deliver error event sid=%s", sid)
-        retry = error.retry_after if isinstance(error, errors.RateLimited) else UNSET
+        retry = error.retry_after if error.retry_after is not None else UNSET
         return _wire(ErrorAck(success=False, code=code, error=error.message, retry_after=retry))
 
     async def _state(self, sid: str) -> SocketState:

@@ -117,7 +117,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error = to_service_error(exc)
         if METRICS in request.app:
             request.app[METRICS].error(error.code, "rest")
-        retry = error.retry_after if isinstance(error, errors.RateLimited) else None
+        retry = error.retry_after
         if error.status == 401:
             response = _error_response(401, error.message, error.code)
             response.headers["WWW-Authenticate"] = "Bearer"

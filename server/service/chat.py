@@ -48,6 +48,9 @@ _LOG = logging.getLogger(__name__)
 TRUNCATION_WARNING = "Messages after this point have been permanently deleted"
 REPLAY_LIMIT = 1000
 
+_DRAIN_RETRY_AFTER_S = 1.0
+"""A draining instance's hint: its clients reconnect elsewhere within about a second."""
+
 
 @dataclass(frozen=True, slots=True)
 class Viewport:
@@ -111,6 +114,12 @@ class ChatService:
         """Shutting down: running replies may finish, new ones are refused (UNAVAILABLE),
         so the client retries on another instance."""
         self._closing = True
+
+    def _refuse_new_replies(self) -> None:
+        if self._closing:
+            raise errors.Unavailable(
+                "The server is restarting; retry", retry_after=_DRAIN_RETRY_AFTER_S
+            )
 
     # ── conversations ───────────────────────────────────────────────────────
 
@@ -285,8 +294,7 @@ class ChatService:
         Attach listeners to `SendStart.generation` before awaiting anything.
         """
         _check_text(content, "content", client_msg_id)
-        if self._closing:
-            raise errors.Unavailable("The server is restarting; retry")
+        self._refuse_new_replies()
         owner = uuid.uuid4()
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
@@ -423,6 +431,7 @@ class ChatService:
         commit after this edit; it is then stopped and awaited before anything is sent.
         """
         _check_text(new_content, "newContent")
+        self._refuse_new_replies()  # an edit regenerates: the next instance will do it
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:

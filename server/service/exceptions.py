@@ -11,7 +11,8 @@
       RateLimited                 429  RATE_LIMITED (+ retry_after seconds)
       EditRejected                400  EDIT_FAILED (e.g. no such sequence)
       Cancelled                   409  CANCELLED (a reply discarded by an edit or delete)
-      Unavailable                 503  UNAVAILABLE (database or cache down)
+      Unavailable                 503  UNAVAILABLE (database or cache down, or draining;
+                                       + retry_after when a retry elsewhere will do)
       GenerationFailed            502  the AI provider failed; code is the AI code
 
 Lower layers' errors (storage, crypto, ai, protocol) are converted by
@@ -46,6 +47,8 @@ class ServiceError(Exception):
     code: str = ErrorCode.INTERNAL
     status: int = 500
     default_message = "Internal error"
+    #: Seconds after which a retry may succeed (`retryAfter` on the wire), when known.
+    retry_after: float | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -119,6 +122,10 @@ class Unavailable(ServiceError):
     code = ErrorCode.UNAVAILABLE
     status = 503
     default_message = "Service temporarily unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class GenerationFailed(ServiceError):

@@ -193,3 +193,43 @@ async def test_sigterm_exits_as_soon_as_replies_are_done(
         await client.wait_connects(2, timeout=5)
         [join] = await client.emit("join-conversation", conversation_id)
         assert join["success"] is True and join["messageCount"] == 2
+
+
+async def test_sigterm_answers_every_event_of_connected_sockets_while_draining(
+    server_db: TempDatabase, tmp_path: Path, node: NodeClients
+) -> None:
+    """aiohttp's shutdown stops reading connections; the drain runs before it, so a
+    socket on the draining instance still gets an answer to everything it sends."""
+    grace = 6.0
+    env = instance_env(
+        app_dsn=server_db.app_dsn, data_dir=tmp_path / "data", SHUTDOWN_GRACE_S=str(grace)
+    )
+    async with running_instances([env], tmp_path / "logs") as [app]:
+        account = await register(app.base_url)
+        running = await create_conversation(app.base_url, account, model="scripted:40:60")
+        other = await create_conversation(app.base_url, account)
+        client, send = await _start_reply(node, app.base_url, account, running)
+        bystander = await tab(node, app.base_url, account, other, transports=["websocket"])
+        app.send_signal(signal.SIGTERM)
+        await eventually(lambda: _refuses_connections(app.port), timeout=2, what="refused")
+
+        [pong] = await bystander.emit("ping")
+        assert pong["success"] is True and isinstance(pong["timestamp"], int)
+        [refused] = await bystander.emit("send-message", {"content": "not here"})
+        assert refused == {
+            "success": False,
+            "code": "UNAVAILABLE",
+            "error": "The server is restarting; retry",
+            "retryAfter": 1.0,
+        }
+        [edit] = await client.emit("edit-message", {"sequence": 1, "newContent": "changed"})
+        assert edit["success"] is False and edit["code"] == "UNAVAILABLE", edit
+        [joined] = await bystander.emit("join-conversation", other)
+        assert joined["success"] is True and joined["messageCount"] == 0
+
+        [ack] = await send  # the running reply finished within the grace period
+        assert ack == {"success": True, "messageCount": 2, "sequence": 2}
+        assert len(client.named("ai-token")) == 40
+        assert await app.wait_exit(timeout=grace + 10) == 0
+        assert await _rows(server_db.admin_dsn, running) == ([1, 2], 0)
+        assert await _rows(server_db.admin_dsn, other) == ([], 0)

@@ -17,6 +17,16 @@ a full transport buffer (its bytes are already in that buffer, ahead of ours), s
 direct write can never overtake a queued packet. Anything else (polling, a non-empty
 queue, a closing socket, binary data, acks) takes engine.io's normal path. Pings and
 their bookkeeping are untouched: they still go through the queue.
+
+Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
+`AsyncSocket.schedule_ping` clearing `last_ping` and calling
+`server.start_background_task(self._send_ping)`, and `_send_ping` setting it (`_ping` stands
+in for it); `engineio.AsyncServer._async["websocket"]`, the aiohttp `WebSocket`'s `handler`
+(bound to the `AsyncSocket`), `server`, `_sock` and `__call__(environ)`; `create_queue`;
+`AsyncSocket.upgraded/closing/closed/queue`, `poll` draining the queue; `manager.rooms`,
+`get_participants`, `server._send_eio_packet(eio_sid, pkt)`, `Packet.data_is_binary`,
+`Packet.json` and the EVENT text encoding; `base_server` setting `packet_class` before
+`manager.set_server(server)`; `AsyncPubSubManager._handle_emit` calling the `emit` below it.
 """
 
 from __future__ import annotations
@@ -48,8 +58,9 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 _SEND_PING = AsyncSocket._send_ping
-# The packet classes whose text frames `_encode_event` reproduces byte for byte
-# (msgspec and the standard library write the same compact JSON for what we emit).
+# The packet classes whose text frames `_encode_event` reproduces: byte for byte for
+# WirePacket (msgspec both ways); for the default class the same JSON values, though the
+# standard library escapes non-ASCII as \uXXXX and writes 1e+16 where msgspec writes 1e16.
 _JSON_PACKET_CLASSES = (sio_packet.Packet, WirePacket)
 _JSON_MODULES = (eio_json, WireJSON)
 

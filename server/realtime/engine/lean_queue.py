@@ -4,6 +4,10 @@
 event's waiters): about 2.5 KiB for every connected socket, mostly idle. engine.io's
 queue is unbounded with one consumer at a time, so putters never wait; this keeps the
 items in one deque and creates the rest only when somebody actually waits.
+
+Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
+`engineio.AsyncServer.create_queue()` making every socket's queue, and the queue methods
+engine.io calls on it (get, get_nowait, put, put_nowait, task_done, join; QueueEmpty).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ PING (~1.2 KiB each while it sleeps); a loop timer per socket still costs ~0.3 K
 sockets due in the same quarter second share one slot of a wheel, and one task turns the
 wheel while anything is due: a list entry per socket. A ping may leave up to a quarter
 second late, far inside the client's `pingInterval + pingTimeout` allowance.
+
+Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py): none
+here; `fanout.ChatEngineServer` feeds it the sockets `AsyncSocket.schedule_ping` hands to
+`start_background_task(self._send_ping)`, and pings them as `_send_ping` would.
 """
 
 from __future__ import annotations

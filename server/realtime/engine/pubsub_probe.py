@@ -9,7 +9,8 @@ first socket of the instance; before that there is nothing to deliver to.
 
 Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
 `manager.thread` (the listener task), `manager._generate_ack_id`, `manager._publish`,
-`manager.callbacks`, `manager.host_id`.
+`manager.callbacks`, `manager.host_id`, and the listener handing a `callback` message for
+this `host_id` to `manager.trigger_callback(sid, id, args)`.
 """
 
 from __future__ import annotations

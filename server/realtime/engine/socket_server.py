@@ -3,6 +3,12 @@
 python-socketio keeps an engine.io session that never sends the Socket.IO CONNECT
 packet alive forever (pings keep answering); a script can hold thousands of those.
 Here such a session is closed `handshake_timeout_s` after it opened.
+
+Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
+`AsyncServer._engineio_server_class`, `_handle_event(eio_sid, namespace, id, data)`,
+`_handle_eio_connect(eio_sid, environ)`, `_handle_connect(eio_sid, namespace, data)`,
+`_handle_eio_disconnect(eio_sid, reason)`, `manager.sid_from_eio_sid`, `eio.sockets`,
+`eio.disconnect(eio_sid)`.
 """
 
 from __future__ import annotations

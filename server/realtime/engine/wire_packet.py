@@ -9,6 +9,10 @@ written against.
 
 Installed through a Packet subclass (`serializer=WirePacket`), never by setting `json=`,
 which would rewrite python-socketio's and engine.io's own classes for the whole process.
+
+Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
+`socketio.packet.Packet.json`, the module a packet class encodes (`dumps(data,
+separators=...)`) and decodes (`loads`) with.
 """
 
 from __future__ import annotations

@@ -304,8 +304,20 @@ async def test_new_roles_are_created_once_under_concurrency_and_get_a_password()
 
 
 async def test_admin_cannot_be_the_app_role(database: TempDatabase) -> None:
-    with pytest.raises(MigrationError):
-        await apply_schema(database.admin_dsn, app_role="postgres")
+    """Naming the connecting administrator as the app role is refused. The administrator
+    here is a superuser made for this test: were the refusal ever broken (a mutation
+    test does exactly that), the role stripped of its powers is a throwaway one, never
+    the cluster's own administrator."""
+    role = f"scca_test_admin_{uuid.uuid4().hex[:8]}"
+    cluster = await asyncpg.connect(admin_dsn())
+    try:
+        await cluster.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        with pytest.raises(MigrationError):
+            await apply_schema(with_user(database.admin_dsn, role, None), app_role=role)
+        assert await cluster.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", role)
+    finally:
+        await cluster.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await cluster.close()
 
 
 @pytest.mark.parametrize(

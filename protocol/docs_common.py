@@ -53,8 +53,15 @@ ERROR_MEANINGS = MappingProxyType(
         ErrorCode.UNAUTHORIZED: "Missing, bad, expired or revoked token.",
         ErrorCode.CONFLICT: "Conflicts with existing data or a concurrent change; retry.",
         ErrorCode.LIMIT_EXCEEDED: "A size or count limit was exceeded.",
-        ErrorCode.UNAVAILABLE: "The database or cache is down; retry later.",
+        ErrorCode.UNAVAILABLE: (
+            "The database or cache is down, or the server is draining; retry later"
+            " (after `retryAfter` seconds when given)."
+        ),
         ErrorCode.INTERNAL: "An unexpected failure; never carries internals.",
+        ErrorCode.REPLY_LOST: (
+            "`ai-error` only: the server streaming this reply stopped; the question is"
+            " stored, nothing of the reply is, and the conversation accepts a new send."
+        ),
         ErrorCode.AI_RATE_LIMITED: "The AI provider is rate limiting.",
         ErrorCode.AI_UNAVAILABLE: "The AI provider is unreachable or failing.",
         ErrorCode.AI_TIMEOUT: "The AI provider did not answer in time.",

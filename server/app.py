@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import redis.asyncio as redis_asyncio
+import redis.exceptions
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import storage
 from ai import ProviderRegistry
@@ -56,6 +59,7 @@ from server.service.connected_sockets import ConnectedSockets
 from server.service.event_limits import EventLimiter
 from server.service.generation_tracker import GenerationTracker, LocalTracker, RedisTracker
 from server.service.generations import LocalGenerations
+from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.privacy import PrivacyService, purge_loop
 from server.service.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
@@ -187,8 +191,16 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     if not settings.redis_url:
         yield
         return
+    # After Redis restarts, the pool still holds connections to the old process: the
+    # first command on each fails with ConnectionError. One immediate retry on a fresh
+    # connection (pipelines and scripts included) keeps that from reading as an outage.
     client = redis_asyncio.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=10,
+        retry=Retry(NoBackoff(), retries=1),
+        retry_on_error=[redis.exceptions.ConnectionError],
     )
     app[REDIS] = client
     yield
@@ -210,7 +222,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[ACCOUNTS] = accounts
     app[LOGIN_LIMITER] = LoginLimiter(counter)
     tracker: GenerationTracker = (
-        RedisTracker(app[REDIS], app[GENERATIONS], ttl_s=settings.generation_lock_ttl_s)
+        RedisTracker(
+            app[REDIS],
+            app[GENERATIONS],
+            ttl_s=settings.generation_lock_ttl_s,
+            # One deployment's keys: another sharing this Redis never takes its replies over.
+            prefix=f"{settings.redis_channel}:",
+        )
         if REDIS in app
         else LocalTracker(app[GENERATIONS])
     )
@@ -229,12 +247,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         context_budget_tokens=settings.ai.context_budget_tokens,
         max_reply_tokens=settings.ai.max_reply_tokens,
     )
+    lost_replies = LostReplies(app[POOL], tracker, broadcaster, app[METRICS])
     chat = ChatService(
         app[POOL],
         registry,
         broadcaster,
         tracker,
         replies,
+        lost_replies,
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
@@ -262,6 +282,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         )
     )
     tasks = _background_tasks(app, revoker)
+    tasks.append(asyncio.create_task(lost_replies.run(), name="lost-replies"))
     yield
     for task in tasks:
         task.cancel()

@@ -34,6 +34,7 @@ from storage.generations import (
     extend_generation,
     get_generation,
     holds_generation,
+    owns_generation,
     release_generation,
 )
 from storage.messages import (
@@ -141,6 +142,7 @@ __all__ = [
     "list_deleted_before",
     "list_generating_conversations",
     "list_messages",
+    "owns_generation",
     "purge_deleted_conversations",
     "release_generation",
     "rename_conversation",

@@ -20,6 +20,7 @@ __all__ = [
     "extend_generation",
     "get_generation",
     "holds_generation",
+    "owns_generation",
     "release_generation",
 ]
 
@@ -99,6 +100,24 @@ async def holds_generation(con: Connection, conversation_id: UUID, owner: UUID) 
         owner,
     )
     return held is True
+
+
+@convert_errors()
+async def owns_generation(con: Connection, conversation_id: UUID, owner: UUID) -> bool:
+    """Whether the conversation's lease is still ``owner``'s, expired or not.
+
+    The fence of a reply's commit: an edit or delete removes the lease, a takeover
+    releases it, and a new generation can only take an expired lease by replacing its
+    owner; a lease that merely ran out while nobody wanted it (the database was away)
+    still lets its owner commit.
+    """
+    owned = await con.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM generation_locks WHERE conversation_id = $1"
+        " AND owner = $2)",
+        conversation_id,
+        owner,
+    )
+    return owned is True
 
 
 @convert_errors()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from msgspec import UNSET
@@ -33,6 +34,7 @@ from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode, RunningGeneration
 from server.service.identity import Identity
 from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.service.lost_replies import LostReplies
 from server.service.replies import ReplyJob, ReplyRunner
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.timefmt import iso, now_iso
@@ -49,6 +51,8 @@ TRUNCATION_WARNING = "Messages after this point have been permanently deleted"
 REPLAY_LIMIT = 1000
 
 _DRAIN_RETRY_AFTER_S = 1.0
+# A lock younger than this may belong to a send whose reply is not registered yet.
+_DEAD_LOCK_MIN_AGE = timedelta(seconds=2)
 """A draining instance's hint: its clients reconnect elsewhere within about a second."""
 
 
@@ -97,6 +101,7 @@ class ChatService:
         broadcaster: Broadcaster,
         tracker: GenerationTracker,
         replies: ReplyRunner,
+        lost_replies: LostReplies,
         *,
         max_conversations_per_user: int,
         lock_ttl_s: float,
@@ -106,6 +111,7 @@ class ChatService:
         self._broadcast = broadcaster
         self._tracker = tracker
         self._replies = replies
+        self._lost = lost_replies
         self._max_conversations = max_conversations_per_user
         self._lock_ttl_s = lock_ttl_s
         self._closing = False
@@ -305,8 +311,13 @@ class ChatService:
                 if first is not None:
                     return self._duplicate(conversation_id, first.seq, record.message_count)
             user_seq = record.message_count + 1
+            lost_sequence: int | None = None
             if not await self._acquire(con, identity, conversation_id, owner, user_seq + 1):
-                raise errors.Busy()
+                lost_sequence = await self._release_dead_lock(con, conversation_id)
+                if lost_sequence is None or not await self._acquire(
+                    con, identity, conversation_id, owner, user_seq + 1
+                ):
+                    raise errors.Busy()
             keys = open_conversation_keys(
                 identity, conversation_id, record.wrapped_key, record.key_version
             )
@@ -331,6 +342,8 @@ class ChatService:
             owner=owner,
             sequence=user_seq + 1,
         )
+        if lost_sequence is not None:
+            await self._lost.announce(conversation_id, lost_sequence)
         await self._announce_user_message(
             identity,
             conversation_id,
@@ -365,6 +378,21 @@ class ChatService:
             sequence=sequence,
             ttl_seconds=self._lock_ttl_s,
         )
+
+    async def _release_dead_lock(
+        self, con: storage.Connection, conversation_id: uuid.UUID
+    ) -> int | None:
+        """Release a lock whose reply is known to be dead (its process is gone); returns
+        that reply's sequence. Unknown is not dead: then the lock stays (BUSY), and with
+        many instances the lost-reply sweep decides within seconds."""
+        lock = await storage.get_generation(con, conversation_id)
+        if lock is None or datetime.now(UTC) - lock.started_at < _DEAD_LOCK_MIN_AGE:
+            return None  # a reply starting right now is not registered anywhere yet
+        if await self._tracker.owner_alive(conversation_id, lock.owner) is not False:
+            return None
+        if not await storage.release_generation(con, conversation_id, lock.owner):
+            return None
+        return lock.sequence
 
     def _duplicate(self, conversation_id: uuid.UUID, user_seq: int, count: int) -> SendStart:
         running = self._replies.running(conversation_id)

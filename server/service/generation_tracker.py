@@ -26,18 +26,24 @@ import redis.exceptions
 
 from protocol.socket_events import GeneratingState
 from server.service.generations import CancelMode, LocalGenerations, RunningGeneration
+from server.service.reply_liveness import LostReply, RedisLiveness
 
-__all__ = ["GenerationTracker", "LocalTracker", "RedisTracker"]
+__all__ = ["GenerationTracker", "LocalTracker", "LostReply", "RedisTracker"]
 
 _LOG = logging.getLogger(__name__)
 _REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 _CANCEL_WAIT_S = 5.0
+_HEARTBEAT_S = 1.0
 # The mirror of a running reply is whole or absent: owner, sequence and index with the
 # text. A token is appended only to this owner's record; when the record is gone (Redis
 # restarted, or the keys expired while it was unreachable) the script says so (-1) and
-# the owner writes the whole record again with the text so far. Another owner's record
-# is left alone (0).
+# the owner writes the whole record again with the text so far. Another owner's record,
+# or another owner's liveness mark (the reply was taken over), refuses the token (0).
 _APPEND_IF_OWNER = """
+local mark = redis.call('GET', KEYS[3])
+if mark ~= false and mark ~= ARGV[1] then
+  return 0
+end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == false then
   return -1
@@ -64,13 +70,27 @@ return 0
 class GenerationTracker(Protocol):
     async def started(self, generation: RunningGeneration) -> None: ...
 
-    async def progressed(self, generation: RunningGeneration, token: str) -> None: ...
+    async def progressed(self, generation: RunningGeneration, token: str) -> bool:
+        """Record a token before it is sent; False when the reply was taken over (the
+        token must not be sent, the generation stops)."""
+        ...
 
     async def ended(self, generation: RunningGeneration) -> None: ...
 
     async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None: ...
 
     async def cancel(self, conversation_id: uuid.UUID, mode: CancelMode) -> bool: ...
+
+    async def owner_alive(self, conversation_id: uuid.UUID, owner: uuid.UUID) -> bool | None:
+        """Whether the reply `owner` of this conversation still runs: True, False (its
+        instance is gone), or None (cannot tell; the lost-reply sweep decides)."""
+        ...
+
+    async def lost_replies(self) -> list[LostReply]:
+        """Replies of instances that stopped renewing their liveness (see reply_liveness)."""
+        ...
+
+    async def forget_lost(self, lost: LostReply) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -92,10 +112,22 @@ class LocalTracker:
     async def started(self, generation: RunningGeneration) -> None:
         return None
 
-    async def progressed(self, generation: RunningGeneration, token: str) -> None:
-        return None
+    async def progressed(self, generation: RunningGeneration, token: str) -> bool:
+        return True
 
     async def ended(self, generation: RunningGeneration) -> None:
+        return None
+
+    async def owner_alive(self, conversation_id: uuid.UUID, owner: uuid.UUID) -> bool | None:
+        """One instance: a reply runs in this process or nowhere (a lock left by a process
+        that died before this one started is dead)."""
+        running = self._generations.get(conversation_id)
+        return running is not None and running.owner == owner
+
+    async def lost_replies(self) -> list[LostReply]:
+        return []
+
+    async def forget_lost(self, lost: LostReply) -> None:
         return None
 
     async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None:
@@ -126,6 +158,7 @@ class RedisTracker:
         self._channel = f"{prefix}generation-control"
         self._delete = client.register_script(_DELETE_IF_OWNER)
         self._append = client.register_script(_APPEND_IF_OWNER)
+        self._liveness = RedisLiveness(client, prefix=prefix)
         #: How often a token found its mirror gone and wrote it whole again.
         self.mirror_rebuilds = 0
 
@@ -135,6 +168,7 @@ class RedisTracker:
 
     async def started(self, generation: RunningGeneration) -> None:
         try:
+            await self._liveness.claim(generation)
             await self._write_whole(generation)
         except _REDIS_ERRORS as exc:
             _LOG.warning("redis: could not record generation start: %s", type(exc).__name__)
@@ -158,25 +192,53 @@ class RedisTracker:
             pipe.pexpire(meta, self._ttl_ms)
             await pipe.execute()
 
-    async def progressed(self, generation: RunningGeneration, token: str) -> None:
+    async def progressed(self, generation: RunningGeneration, token: str) -> bool:
         meta, text = self._keys(generation.conversation_id)
+        mark = self._liveness.mark_key(generation.conversation_id)
         try:
             appended = await self._append(
-                keys=[meta, text],
+                keys=[meta, text, mark],
                 args=[str(generation.owner), generation.token_index, token, self._ttl_ms],
             )
+            if appended == 0:
+                return False
             if appended == -1:
                 self.mirror_rebuilds += 1
                 await self._write_whole(generation)
         except _REDIS_ERRORS:  # only remote resumes suffer; local sockets keep streaming
-            return
+            return True
+        return True
 
     async def ended(self, generation: RunningGeneration) -> None:
-        meta, text = self._keys(generation.conversation_id)
+        await self._forget_mirror(generation.conversation_id, generation.owner)
+        await self._liveness.forget(generation, lost=False)
+
+    async def _forget_mirror(self, conversation_id: uuid.UUID, owner: uuid.UUID) -> None:
+        meta, text = self._keys(conversation_id)
         try:
-            await self._delete(keys=[meta, text], args=[str(generation.owner)])
+            await self._delete(keys=[meta, text], args=[str(owner)])
         except _REDIS_ERRORS as exc:
             _LOG.warning("redis: could not clear generation: %s", type(exc).__name__)
+
+    async def owner_alive(self, conversation_id: uuid.UUID, owner: uuid.UUID) -> bool | None:
+        running = self._generations.get(conversation_id)
+        if running is not None and running.owner == owner:
+            return True
+        return None  # elsewhere: only the sweep's observation over a window can tell
+
+    async def lost_replies(self) -> list[LostReply]:
+        return await self._liveness.lost({g.conversation_id for g in self._generations.all()})
+
+    async def forget_lost(self, lost: LostReply) -> None:
+        """After a takeover: tombstone its mark, drop its mirror, and tell its instance
+        (if it was only stalled) to stop."""
+        await self._liveness.forget(lost, lost=True)
+        await self._forget_mirror(lost.conversation_id, lost.owner)
+        message = json.dumps(
+            {"conversationId": str(lost.conversation_id), "mode": CancelMode.DISCARD.value}
+        )
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await self._redis.publish(self._channel, message)
 
     async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None:
         local = self._generations.get(conversation_id)
@@ -229,6 +291,15 @@ class RedisTracker:
         return True
 
     async def run(self) -> None:
+        """Renew the liveness of replies running here, and listen for cancellations."""
+        await asyncio.gather(self._heartbeat(), self._listen())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(_HEARTBEAT_S)
+            await self._liveness.renew_all(self._generations.all())
+
+    async def _listen(self) -> None:
         """Listen for cancellations of generations running here; reconnects by itself."""
         delay = 0.5
         while True:

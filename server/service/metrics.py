@@ -53,6 +53,16 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.commit_retries = Counter(
+            "scca_reply_commit_retries_total",
+            "Reply commits retried because the database was unavailable",
+            registry=self.registry,
+        )
+        self.replies_taken_over = Counter(
+            "scca_replies_taken_over_total",
+            "Replies of a dead (or stalled) instance taken over and ended with REPLY_LOST",
+            registry=self.registry,
+        )
         self.database_latency = Gauge(
             "scca_database_latency_seconds",
             "Round trip of SELECT 1 at scrape time",

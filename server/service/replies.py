@@ -37,6 +37,8 @@ __all__ = ["ReplyJob", "ReplyRunner"]
 
 _LOG = logging.getLogger(__name__)
 _HISTORY_LIMIT = 200
+_COMMIT_RETRY_FIRST_S = 0.25
+_COMMIT_RETRY_MAX_S = 2.0
 _ROLES: dict[crypto.Role, Role] = {
     crypto.Role.USER: "user",
     crypto.Role.ASSISTANT: "assistant",
@@ -199,9 +201,12 @@ class ReplyRunner:
         return await self._commit(job, stopped=stopped)
 
     async def _emit_token(self, generation: RunningGeneration, token: str) -> None:
-        """One `ai-token`: recorded (for late joiners) before it is sent."""
+        """One `ai-token`: recorded (for late joiners) before it is sent. A reply that
+        another instance took over (this one was stalled) sends nothing more."""
         generation.add_token(token)
-        await self._tracker.progressed(generation, token)
+        if not await self._tracker.progressed(generation, token):
+            generation.request_cancel(CancelMode.DISCARD)
+            return
         full = AiToken(
             sequence=generation.sequence,
             token=token,
@@ -221,6 +226,29 @@ class ReplyRunner:
             )
 
     async def _commit(self, job: ReplyJob, *, stopped: bool) -> GenerationOutcome:
+        """Store the reply; while the database is away, retry with backoff for up to the
+        lock's lifetime (the reply's liveness mark stays fresh meanwhile, so no instance
+        takes it over), then give up as UNAVAILABLE (the room is told)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_ttl_s
+        delay = _COMMIT_RETRY_FIRST_S
+        while True:
+            try:
+                return await self._commit_once(job, stopped=stopped)
+            except storage.Unavailable:
+                discarded = job.generation.cancel_mode is CancelMode.DISCARD
+                if discarded or loop.time() + delay > deadline:
+                    raise
+                self._metrics.commit_retries.inc()
+                _LOG.warning(
+                    "database unavailable at commit conversation=%s; retrying in %.1f s",
+                    job.generation.conversation_id,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _COMMIT_RETRY_MAX_S)
+
+    async def _commit_once(self, job: ReplyJob, *, stopped: bool) -> GenerationOutcome:
         generation, keys = job.generation, job.keys
         conversation_id = generation.conversation_id
         content = generation.partial
@@ -229,7 +257,7 @@ class ReplyRunner:
             if (
                 record is None
                 or record.message_count + 1 != generation.sequence
-                or not await storage.holds_generation(con, conversation_id, generation.owner)
+                or not await storage.owns_generation(con, conversation_id, generation.owner)
             ):
                 return self._discarded(generation)
             token = crypto.pack(

@@ -68,8 +68,7 @@ async def _send_when_free(client: NodeClient, content: str) -> dict[str, Any]:
 async def test_sigkill_mid_reply_behind_nginx(
     server_db: TempDatabase, tmp_path: Path, node: NodeClients
 ) -> None:
-    envs = cluster_envs(server_db, tmp_path, 2)
-    envs[0]["GENERATION_LOCK_TTL_S"] = "3"
+    envs = cluster_envs(server_db, tmp_path, 2)  # the default 30 s lock: never waited out
     async with (
         running_instances(envs, tmp_path / "logs") as (doomed, survivor),
         running_nginx([doomed.address, survivor.address]) as nginx,
@@ -89,6 +88,7 @@ async def test_sigkill_mid_reply_behind_nginx(
         )
         await watcher.wait_for("ai-token", lambda d: d["sequence"] == 4 and d["tokenIndex"] >= 5)
         await doomed.kill()
+        killed_at = time.monotonic()
 
         # The tab reconnects by itself, through nginx, to the surviving instance.
         await victim.wait_connects(2, timeout=15)
@@ -112,9 +112,17 @@ async def test_sigkill_mid_reply_behind_nginx(
         assert body["integrity"] == {"valid": True, "lastValidSequence": 3}
         assert not [e for e in watcher.named("ai-complete") if e.data["sequence"] == 4]
 
-        # The dead instance's lock expires (GENERATION_LOCK_TTL_S=3): sending works again.
+        # The survivor notices within seconds that the reply's instance is gone: every tab
+        # gets the terminal event the reply never sent, and the conversation is free.
+        for client in (watcher, victim):
+            lost = await client.wait_for("ai-error", lambda d: d["sequence"] == 4, timeout=10)
+            assert lost.data["code"] == "REPLY_LOST", lost.data
+        assert time.monotonic() - killed_at < 10
+        [state] = await watcher.emit("join-conversation", conversation_id)
+        assert state["success"] is True and "generating" not in state, state
         ack = await _send_when_free(victim, "third, after the crash")
         assert ack["messageCount"] == 5 and ack["sequence"] == 5
+        assert time.monotonic() - killed_at < 10, "a send is accepted within 10 s of the kill"
         await watcher.wait_for("ai-complete", lambda d: d["sequence"] == 5)
         body = await conversation(nginx.base_url, account, conversation_id)
         assert [m["role"] for m in body["messages"]] == [

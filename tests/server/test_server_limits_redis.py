@@ -38,9 +38,12 @@ if str(_DEPLOY) not in sys.path:
 from redis_proc import OwnRedis, own_redis  # noqa: E402
 
 PASSWORD = "correct horse battery"
-# RedisTracker's cancellation channel: every instance subscribes to it through the same
-# Redis client (and connection pool) the rate counter uses.
-GENERATION_CONTROL = "scca:generation-control"
+
+
+def _generation_control(live: LiveServer) -> str:
+    """RedisTracker's cancellation channel: every instance subscribes to it through the
+    same Redis client (and connection pool) the rate counter uses."""
+    return f"{live.settings.redis_channel}:generation-control"
 
 
 @pytest_asyncio.fixture
@@ -316,7 +319,7 @@ async def test_while_redis_is_down_each_instance_counts_alone_then_the_shared_co
             # The instances see Redis again: both resubscribed their control channel and
             # their health pings it (which also takes the pooled connection that died
             # with the old process out of the pool: see the next test).
-            await _until_subscribed(redis, GENERATION_CONTROL, 2)
+            await _until_subscribed(redis, _generation_control(one), 2)
             for live in (one, two):
                 await _until_health(live, lambda s, b: b["redis"] != "down")
 
@@ -355,7 +358,7 @@ async def test_the_first_decision_after_redis_returns_is_the_shared_counters(
             _limited(await _ping(tab), "other")
             await redis.start()
             # Redis is back and the instance uses it: its tracker is subscribed again.
-            await _until_subscribed(redis, GENERATION_CONTROL, 1)
+            await _until_subscribed(redis, _generation_control(live), 1)
             ack = await _ping(tab)
             assert ack["success"] is True, (
                 "the first event after Redis came back was judged by the local fallback "

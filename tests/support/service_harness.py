@@ -29,6 +29,7 @@ from server.service.chat import ChatService
 from server.service.generation_tracker import LocalTracker
 from server.service.generations import LocalGenerations, RunningGeneration
 from server.service.identity import Identity
+from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.replies import ReplyRunner
 
@@ -133,13 +134,14 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
     generations = LocalGenerations()
     tracker = LocalTracker(generations)
     broadcast = RecordingBroadcaster()
+    metrics = Metrics()
     replies = ReplyRunner(
         pool,
         registry,
         broadcast,
         generations,
         tracker,
-        Metrics(),
+        metrics,
         lock_ttl_s=settings.generation_lock_ttl_s,
         coalesce_ms=settings.coalesce_ms,
         system_prompt=settings.ai.system_prompt,
@@ -152,6 +154,7 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         broadcast,
         tracker,
         replies,
+        LostReplies(pool, tracker, broadcast, metrics),
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
     )

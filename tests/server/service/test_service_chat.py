@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from pg import TempDatabase, temporary_database
+from pg import TempDatabase, connected, temporary_database
 from service_harness import ChatHarness, chat_harness
 
 from protocol.names import ErrorCode, ServerEvent
@@ -206,4 +206,49 @@ async def test_a_closing_service_refuses_new_replies(harness: ChatHarness) -> No
     harness.chat.close()
     with pytest.raises(errors.Unavailable):
         await harness.chat.begin_send(alice, conversation_id, "too late")
+    assert await _count(harness, alice, conversation_id) == 0
+
+
+async def _leave_lock(
+    service_db: TempDatabase, identity: Identity, conversation_id: uuid.UUID, age_s: float
+) -> uuid.UUID:
+    """A lock as a process that died mid-reply leaves it (its owner runs nowhere)."""
+    owner = uuid.uuid4()
+    async with connected(service_db.admin_dsn) as con:
+        await con.execute(
+            "INSERT INTO generation_locks"
+            " (conversation_id, user_id, owner, sequence, started_at, expires_at)"
+            " VALUES ($1, $2, $3, 2, now() - make_interval(secs => $4), now() + interval '30s')",
+            conversation_id,
+            identity.user_id,
+            owner,
+            age_s,
+        )
+    return owner
+
+
+async def test_a_lock_left_by_a_dead_process_is_taken_over_by_the_next_send(
+    harness: ChatHarness, service_db: TempDatabase
+) -> None:
+    alice = await harness.person()
+    conversation_id = await harness.conversation(alice)
+    await _leave_lock(service_db, alice, conversation_id, age_s=5)
+    start = await harness.chat.begin_send(alice, conversation_id, "after the crash")
+    assert start.generation is not None and start.generation.task is not None
+    outcome = await start.generation.task
+    assert outcome.failure() is None and outcome.stored
+    [lost] = harness.broadcast.named(ServerEvent.AI_ERROR)
+    assert isinstance(lost, AiError)
+    assert (lost.code, lost.sequence) == (ErrorCode.REPLY_LOST, 2)
+
+
+async def test_a_lock_just_taken_is_not_mistaken_for_a_dead_one(
+    harness: ChatHarness, service_db: TempDatabase
+) -> None:
+    alice = await harness.person()
+    conversation_id = await harness.conversation(alice)
+    await _leave_lock(service_db, alice, conversation_id, age_s=0)
+    with pytest.raises(errors.Busy):
+        await harness.chat.begin_send(alice, conversation_id, "too soon to tell")
+    assert harness.broadcast.named(ServerEvent.AI_ERROR) == []
     assert await _count(harness, alice, conversation_id) == 0

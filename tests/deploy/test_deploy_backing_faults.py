@@ -90,14 +90,16 @@ async def test_redis_restart_mid_stream(
 
 @asynccontextmanager
 async def _instance_on_own_postgres(
-    tmp_path: Path,
+    tmp_path: Path, **extra: str
 ) -> AsyncIterator[tuple[OwnPostgres, Instance]]:
-    """One instance on a cluster of this test's own (lock TTL 3 s, no Redis)."""
+    """One instance on a cluster of this test's own (lock TTL 3 s unless given, no Redis)."""
     async with own_postgres() as pg:
         await storage.apply_schema(pg.admin_dsn, app_role="scca_app")
         app_dsn = storage.app_dsn(pg.admin_dsn, app_role="scca_app", app_password=None)
         env = instance_env(
-            app_dsn=app_dsn, data_dir=tmp_path / "data", GENERATION_LOCK_TTL_S="3"
+            app_dsn=app_dsn,
+            data_dir=tmp_path / "data",
+            **{"GENERATION_LOCK_TTL_S": "3", **extra},
         )
         async with running_instances([env], tmp_path / "logs") as [app]:
             yield pg, app
@@ -182,3 +184,85 @@ async def test_a_database_outage_is_reported_as_unavailable(
         assert (lost, refused) == (unavailable, unavailable)
         failure = await client.wait_for("ai-error")
         assert failure.data["code"] == "UNAVAILABLE"
+
+
+async def test_a_database_blip_across_the_commit_keeps_the_reply(
+    tmp_path: Path, node: NodeClients
+) -> None:
+    """PostgreSQL away for 3 s while the reply finishes streaming: the commit is retried
+    when it returns, and the reply the user watched is stored, not thrown away."""
+    async with _instance_on_own_postgres(tmp_path, GENERATION_LOCK_TTL_S="30") as (pg, app):
+        account = await register(app.base_url)
+        conversation_id = await create_conversation(app.base_url, account, model="scripted:30:20")
+        client = await tab(node, app.base_url, account, conversation_id)
+        send = asyncio.create_task(client.emit("send-message", {"content": "hold on"}))
+        await client.wait_for("ai-token", lambda d: d["tokenIndex"] >= 5)
+        await pg.stop("fast")
+        down_at = asyncio.get_running_loop().time()
+        await client.wait_for("ai-token", lambda d: d["tokenIndex"] == 30, timeout=10)
+        # The whole reply streamed while the database was away; it stays away a while
+        # longer (the outage is the scenario, not a wait for a condition).
+        await asyncio.sleep(max(0.0, 3.0 - (asyncio.get_running_loop().time() - down_at)))
+        assert not client.named("ai-complete") and not send.done()
+        await pg.start()
+        [ack] = await send
+        assert ack == {"success": True, "messageCount": 2, "sequence": 2}
+        complete = (await client.wait_for("ai-complete")).data
+        streamed = client.named("ai-token")[-1].data["partial"]
+        assert complete["content"] == streamed
+        body = await conversation(app.base_url, account, conversation_id)
+        assert [(m["role"], m["content"]) for m in body["messages"]] == [
+            ("user", "hold on"),
+            ("assistant", streamed),
+        ]
+        assert body["integrity"] == {"valid": True, "lastValidSequence": 2}
+        [again] = await client.emit("send-message", {"content": "and the next one"})
+        assert again["success"] is True and again["messageCount"] == 4
+
+
+async def test_redis_back_within_seconds_mid_reply(
+    server_db: TempDatabase, tmp_path: Path, node: NodeClients
+) -> None:
+    """Redis gone for 3 s while a reply streams and back before it ends: a tab on the
+    other instance rejoins (the documented recovery) within seconds, and ends with the
+    whole reply; the mirror was rebuilt whole, never left partial."""
+    async with own_redis() as redis:
+        envs = cluster_envs(server_db, tmp_path, 2, redis=redis.url)
+        async with running_instances(envs, tmp_path / "logs") as (first, second):
+            account = await register(first.base_url)
+            conversation_id = await create_conversation(
+                first.base_url, account, model="scripted:300:20"
+            )
+            here = await tab(node, first.base_url, account, conversation_id)
+            there = await tab(node, second.base_url, account, conversation_id)
+            for app in (first, second):
+                assert (await app.wait_health())["redis"] == "ok"
+            send = asyncio.create_task(here.emit("send-message", {"content": "long one"}))
+            await there.wait_for("ai-token", lambda d: d["tokenIndex"] >= 5)
+            await redis.stop()
+            await here.wait_for("ai-token", lambda d: d["tokenIndex"] >= 100, timeout=10)
+            await redis.start()
+            back_at = asyncio.get_running_loop().time()
+
+            async def rejoined() -> bool:
+                mark = len(there.events)
+                [join] = await there.emit(
+                    "join-conversation", {"conversationId": conversation_id, "lastSeq": 1}
+                )
+                assert join["success"] is True, join  # never INTERNAL
+                state = next(e.data for e in there.events[mark:] if e.event == "state")
+                return "generating" in state
+
+            await eventually(rejoined, timeout=5, interval=0.2, what="a join that resumes")
+            assert asyncio.get_running_loop().time() - back_at < 5
+            [ack] = await send
+            assert ack["success"] is True
+            final = (await here.wait_for("ai-complete")).data["content"]
+            await there.wait_for("ai-complete", lambda d: d["sequence"] == 2)
+            assert there.named("ai-complete")[-1].data["content"] == final
+            # What the tab shows (`partial` of each token, then the complete reply) is
+            # always a prefix of the reply: tokens published while this instance's
+            # pub/sub listener was reconnecting are missing from the deltas only.
+            shown = [e.data["partial"] for e in there.named("ai-token")]
+            assert shown and all(final.startswith(text) for text in shown)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from deploy_support import (
@@ -21,7 +23,7 @@ from deploy_support import (
     register,
     tab,
 )
-from instances import instance_env, running_instances
+from instances import Instance, instance_env, running_instances
 from nginx_proxy import running_nginx
 from node_client import NodeClient, NodeClients
 from pg import TempDatabase
@@ -49,6 +51,15 @@ async def _rows(admin_dsn: str, conversation_id: str) -> tuple[list[int], int]:
     finally:
         await con.close()
     return [r["seq"] for r in rows], int(locks)
+
+
+async def _metric(app: Instance, name: str) -> float:
+    """One figure of an instance's /metrics (0 when it is not there yet)."""
+    async with aiohttp.ClientSession() as http, http.get(app.base_url + "/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split(" ")[1])
+    return 0.0
 
 
 async def _send_when_free(client: NodeClient, content: str) -> dict[str, Any]:
@@ -241,3 +252,56 @@ async def test_sigterm_answers_every_event_of_connected_sockets_while_draining(
         assert await app.wait_exit(timeout=grace + 10) == 0
         assert await _rows(server_db.admin_dsn, running) == ([1, 2], 0)
         assert await _rows(server_db.admin_dsn, other) == ([], 0)
+
+
+async def test_a_stalled_owner_never_commits_after_a_takeover(
+    server_db: TempDatabase, tmp_path: Path, node: NodeClients
+) -> None:
+    """SIGSTOP past the liveness window: the other instance takes the reply over; when
+    the owner comes back (SIGCONT) it sends no more tokens and commits nothing."""
+    envs = cluster_envs(server_db, tmp_path, 2)
+    async with running_instances(envs, tmp_path / "logs") as (stalled, other):
+        account = await register(stalled.base_url)
+        conversation_id = await create_conversation(
+            stalled.base_url, account, model="scripted:200:20"
+        )
+        sender = await tab(node, stalled.base_url, account, conversation_id)
+        watcher = await tab(node, other.base_url, account, conversation_id)
+        send = asyncio.create_task(sender.emit("send-message", {"content": "then freeze"}))
+        await watcher.wait_for("ai-token", lambda d: d["tokenIndex"] >= 10)
+        stalled.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            lost = await watcher.wait_for("ai-error", lambda d: d["sequence"] == 2, timeout=12)
+            assert lost.data["code"] == "REPLY_LOST"
+            taken_over_s = time.monotonic() - stopped_at
+            mark = len(watcher.events)
+            [ack] = await watcher.emit("send-message", {"content": "on the other instance"})
+            assert ack == {"success": True, "messageCount": 3, "sequence": 3}, ack
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+        await eventually(
+            lambda: _metric(stalled, 'scca_generations_total{outcome="discarded"}'),
+            timeout=10,
+            what="the stalled owner discarding its reply",
+        )
+        assert await _metric(stalled, "scca_generations_running") == 0
+        await watcher.wait_for("ai-complete", lambda d: d["sequence"] == 3, after=mark)
+        with contextlib.suppress(TimeoutError):
+            await send  # its ack, if any, is not a success: the reply was not stored
+        if send.done() and not send.cancelled() and send.exception() is None:
+            assert send.result()[0]["success"] is False
+        # Nothing of the stalled reply reaches anyone after the takeover, but for the one
+        # token that was already on its way out when the process stopped (pub/sub does
+        # not check the fence; the commit does).
+        before = max(e.data["tokenIndex"] for e in watcher.events[:mark] if e.event == "ai-token")
+        late = [e.data for e in watcher.events[mark:] if e.data and e.data.get("sequence") == 2]
+        assert [d["tokenIndex"] for d in late] in ([], [before + 1]), late
+        assert not [e for e in watcher.named("ai-complete") if e.data["sequence"] == 2]
+        body = await conversation(other.base_url, account, conversation_id)
+        assert [(m["sequence"], m["role"]) for m in body["messages"]] == [
+            (1, "user"), (2, "user"), (3, "assistant"),
+        ]  # fmt: skip
+        assert body["integrity"] == {"valid": True, "lastValidSequence": 3}
+        assert await _rows(server_db.admin_dsn, conversation_id) == ([1, 2, 3], 0)
+        assert taken_over_s < 10, taken_over_s

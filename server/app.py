@@ -40,10 +40,12 @@ from server.appkeys import (
 from server.config import Settings
 from server.realtime.broadcaster import SocketIOBroadcaster
 from server.realtime.engine.fanout import FastEmitManager, FastRedisManager
+from server.realtime.engine.pubsub_listener import ListenerGapHooks
 from server.realtime.engine.pubsub_probe import pubsub_listener_state
 from server.realtime.engine.socket_server import ChatSocketServer
 from server.realtime.engine.wire_packet import WirePacket
 from server.realtime.presence import LocalPresence, Presence, RedisPresence
+from server.realtime.resync import MissedEventsResync
 from server.realtime.revocation import SessionRevoker
 from server.realtime.scca_namespace import ChatNamespace
 from server.rest.auth import auth_routes
@@ -269,18 +271,21 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     revoker = SessionRevoker(app[SIO], app[CONNECTED], accounts, presence)
     app[REVOKER] = revoker
-    app[SIO].register_namespace(
-        ChatNamespace(
-            accounts,
-            chat,
-            app[CONNECTED],
-            EventLimiter(counter, settings.limits),
-            app[METRICS],
-            presence,
-            max_sockets_per_user=settings.max_sockets_per_user,
-            trust_proxy=settings.trust_proxy,
-        )
+    namespace = ChatNamespace(
+        accounts,
+        chat,
+        app[CONNECTED],
+        EventLimiter(counter, settings.limits),
+        app[METRICS],
+        presence,
+        max_sockets_per_user=settings.max_sockets_per_user,
+        trust_proxy=settings.trust_proxy,
     )
+    app[SIO].register_namespace(namespace)
+    manager = app[SIO].manager
+    if isinstance(manager, FastRedisManager):
+        resync = MissedEventsResync(namespace, chat, app[METRICS])
+        manager.report_listener_gaps(ListenerGapHooks(resync.gap_opened, resync.gap_closed))
     tasks = _background_tasks(app, revoker)
     tasks.append(asyncio.create_task(lost_replies.run(), name="lost-replies"))
     yield

@@ -35,7 +35,6 @@ from protocol.socket_events import (
     ErrorAck,
     ErrorEvent,
     JoinAck,
-    MessageAdded,
     OkAck,
     PingAck,
     Pong,
@@ -45,6 +44,7 @@ from protocol.socket_events import (
     UserJoined,
     UserLeft,
 )
+from server.realtime.conversation_state import replay_messages, state_fields
 from server.realtime.presence import Presence
 from server.service import exceptions as errors
 from server.service.accounts import Accounts
@@ -273,39 +273,39 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.enter_room(sid, conversation_room(conversation_id))
         await self.enter_room(sid, token_room(conversation_id, with_partial=state.with_partial))
         state.conversation_id = conversation_id
-        # Read after entering the room: every token is in `generating` or reaches this
-        # socket afterwards (possibly both: clients drop tokenIndex <= generating.tokenIndex).
-        generating = await self._chat.generating_state(conversation_id, record.message_count)
         await self.emit(
             str(ServerEvent.USER_JOINED),
             _wire(UserJoined(user_id=str(state.identity.user_id), timestamp=now_iso())),
             room=conversation_room(conversation_id),
             skip_sid=sid,
         )
-        fields: dict[str, Any] = {
-            "conversation_id": str(conversation_id),
-            "title": record.title,
-            "message_count": record.message_count,
-            "merkle_root": record.merkle_root.hex() if record.merkle_root else None,
-            "joined_at": now_iso(),
-            "integrity_valid": root_ok,
-        }
-        if generating is not None:
-            fields["generating"] = generating
+        fields = await state_fields(self._chat, record, root_ok)
         await self.emit(str(ServerEvent.STATE), _wire(StatePayload(**fields)), to=sid)
         if request.last_seq is not None:
-            for message in await self._chat.replay(
-                state.identity, conversation_id, request.last_seq
-            ):
-                added = MessageAdded(
-                    sequence=message.sequence,
-                    role=message.role,
-                    content=message.content if message.content is not None else "",
-                    timestamp=message.timestamp,
-                    client_msg_id=message.client_msg_id or UNSET,
-                )
-                await self.emit(str(ServerEvent.MESSAGE_ADDED), _wire(added), to=sid)
+            await replay_messages(
+                self._to, self._chat, sid, state.identity, conversation_id, request.last_seq
+            )
         return JoinAck(success=True, **fields)
+
+    async def _to(self, event: str, data: Any, sid: str) -> None:
+        await self.emit(event, data, to=sid)
+
+    # ── missed events ───────────────────────────────────────────────────────
+
+    async def joined_conversations(self) -> dict[uuid.UUID, tuple[Identity, list[str]]]:
+        """The conversations this instance's sockets are in: one identity that may read
+        each (any member's) and the sockets."""
+        joined: dict[uuid.UUID, tuple[Identity, list[str]]] = {}
+        for sid in self._connected.sids():
+            try:
+                state = await self._state(sid)
+            except (errors.Unauthorized, KeyError):
+                continue  # disconnecting
+            if state.conversation_id is None:
+                continue
+            _, sids = joined.setdefault(state.conversation_id, (state.identity, []))
+            sids.append(sid)
+        return joined
 
     async def _leave(self, sid: str, args: tuple[Any, ...]) -> msgspec.Struct:
         state = await self._state(sid)

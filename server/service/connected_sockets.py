@@ -56,6 +56,10 @@ class ConnectedSockets:
     def identity(self, sid: str) -> Identity | None:
         return self._by_sid.get(sid)
 
+    def sids(self) -> list[str]:
+        """Every socket connected to this instance."""
+        return list(self._by_sid)
+
     def count_for_user(self, user_id: uuid.UUID) -> int:
         return len(self._by_user.get(user_id, ()))
 

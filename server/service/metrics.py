@@ -63,6 +63,17 @@ class Metrics:
             "Replies of a dead (or stalled) instance taken over and ended with REPLY_LOST",
             registry=self.registry,
         )
+        self.pubsub_gaps = Counter(
+            "scca_pubsub_missed_windows_total",
+            "Times the Redis pub/sub listener was subscribed again after a gap, and this"
+            " instance's sockets were brought back in step",
+            registry=self.registry,
+        )
+        self.sockets_resynced = Counter(
+            "scca_sockets_resynced_total",
+            "Sockets sent their conversation's state and missed messages after a gap",
+            registry=self.registry,
+        )
         self.database_latency = Gauge(
             "scca_database_latency_seconds",
             "Round trip of SELECT 1 at scrape time",

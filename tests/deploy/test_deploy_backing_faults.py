@@ -18,7 +18,7 @@ from deploy_support import (
     tab,
 )
 from instances import Instance, http_json, instance_env, running_instances
-from node_client import NodeClients
+from node_client import NodeClients, resumed_text
 from pg import TempDatabase
 from pg_cluster import OwnPostgres, own_postgres
 from redis_proc import own_redis
@@ -266,3 +266,49 @@ async def test_redis_back_within_seconds_mid_reply(
             shown = [e.data["partial"] for e in there.named("ai-token")]
             assert shown and all(final.startswith(text) for text in shown)
 
+
+
+async def test_after_a_listener_gap_the_other_instance_tabs_are_brought_back_in_step(
+    server_db: TempDatabase, tmp_path: Path, node: NodeClients
+) -> None:
+    """Without any rejoin: once the listener is subscribed again, a tab whose reply
+    ended during the gap gets it as `message-added`, and a tab whose reply still streams
+    gets `state.generating` and then the rest; both end with the whole reply."""
+    async with own_redis() as redis:
+        envs = cluster_envs(server_db, tmp_path, 2, redis=redis.url)
+        async with running_instances(envs, tmp_path / "logs") as (first, second):
+            account = await register(first.base_url)
+            short_id = await create_conversation(first.base_url, account, model="scripted:40:20")
+            long_id = await create_conversation(first.base_url, account, model="scripted:300:20")
+            short_here = await tab(node, first.base_url, account, short_id)
+            long_here = await tab(node, first.base_url, account, long_id)
+            short_there = await tab(node, second.base_url, account, short_id)
+            long_there = await tab(node, second.base_url, account, long_id)
+            for app in (first, second):
+                assert (await app.wait_health())["redis"] == "ok"
+            short_send = asyncio.create_task(short_here.emit("send-message", {"content": "a"}))
+            long_send = asyncio.create_task(long_here.emit("send-message", {"content": "b"}))
+            await short_there.wait_for("ai-token", lambda d: d["tokenIndex"] >= 3)
+            await long_there.wait_for("ai-token", lambda d: d["tokenIndex"] >= 3)
+            marks = {id(c): len(c.events) for c in (short_there, long_there)}
+            await redis.stop()
+            short_final = (await short_here.wait_for("ai-complete")).data["content"]
+            await long_here.wait_for("ai-token", lambda d: d["tokenIndex"] >= 80, timeout=10)
+            await redis.start()
+
+            added = await short_there.wait_for(
+                "message-added", lambda d: d["sequence"] == 2, after=marks[id(short_there)]
+            )
+            assert added.data["role"] == "assistant" and added.data["content"] == short_final
+            resync = await long_there.wait_for(
+                "state", lambda d: "generating" in d, after=marks[id(long_there)], timeout=15
+            )
+            assert resync.data["generating"]["sequence"] == 2
+            [ack] = await long_send
+            assert ack["success"] is True and (await short_send)[0]["success"] is True
+            final = (await long_here.wait_for("ai-complete")).data["content"]
+            await long_there.wait_for("ai-complete", lambda d: d["sequence"] == 2)
+            start = long_there.events.index(resync)
+            assert resumed_text(long_there, 2, after=start) == final
+            body = await http_json("GET", f"{second.base_url}/metrics")
+            assert "scca_pubsub_missed_windows_total 1.0" in str(body[1])

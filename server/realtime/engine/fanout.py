@@ -48,6 +48,7 @@ from socketio import packet as sio_packet
 
 from server.realtime.engine.lean_queue import LeanQueue
 from server.realtime.engine.ping_wheel import PingWheel
+from server.realtime.engine.pubsub_listener import ReportingRedisListener
 from server.realtime.engine.wire_packet import WireJSON, WirePacket
 
 __all__ = [
@@ -219,9 +220,14 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
                 await self.server._send_eio_packet(eio_sid, pkt)
 
 
-class FastRedisManager(socketio.AsyncRedisManager, FastEmitManager):  # type: ignore[misc]
+class FastRedisManager(
+    ReportingRedisListener,
+    socketio.AsyncRedisManager,  # type: ignore[misc]
+    FastEmitManager,
+):
     """The Redis manager for many instances, delivering locally through `FastEmitManager`.
 
     Method order puts FastEmitManager.emit right under the pub/sub layer, so both local
-    delivery of our own emits and delivery of other instances' emits use it.
+    delivery of our own emits and delivery of other instances' emits use it; the listener
+    reconnects quickly and reports the events it may have missed (`pubsub_listener`).
     """

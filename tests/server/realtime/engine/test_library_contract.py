@@ -97,6 +97,10 @@ _SIGNATURES: dict[str, tuple[str, bool]] = {
     "socketio.async_pubsub_manager.AsyncPubSubManager.initialize": ("self", False),
     "socketio.async_pubsub_manager.AsyncPubSubManager._publish": ("self, data", True),
     "socketio.async_pubsub_manager.AsyncPubSubManager._listen": ("self", True),
+    # python-socketio's Redis listener (pubsub_listener.ReportingRedisListener)
+    "socketio.AsyncRedisManager._listen": ("self", True),
+    "socketio.AsyncRedisManager._redis_listen_with_retries": ("self", True),
+    "socketio.AsyncRedisManager._redis_connect": ("self", False),
     # python-socketio's packets (fanout._encode_event, wire_packet)
     "socketio.packet.Packet.__init__": (
         "self, packet_type, data, namespace, id, binary, encoded_packet",
@@ -989,3 +993,23 @@ async def test_the_pubsub_listener_dispatches_callbacks_and_emits() -> None:
             f"{_PUBSUB}.thread: a finished listener is not reported stopped"
         )
         await ws.close()
+
+
+def test_the_redis_listener_iterates_the_retrying_subscription_we_replace() -> None:
+    """`_listen` reads `_redis_listen_with_retries()` (ours reconnects quickly and reports
+    gaps), which subscribes `self.pubsub` to `self.channel` after `_redis_connect()`."""
+    hook = "socketio.AsyncRedisManager._listen"
+    source = inspect.getsource(socketio.AsyncRedisManager._listen)
+    assert "self._redis_listen_with_retries()" in source, (
+        f"{hook} no longer iterates _redis_listen_with_retries(): the listener's gap "
+        "reports (engine/pubsub_listener.py) would never run"
+    )
+    hook = "socketio.AsyncRedisManager._redis_listen_with_retries"
+    source = inspect.getsource(socketio.AsyncRedisManager._redis_listen_with_retries)
+    for used in ("self._redis_connect()", "self.pubsub.subscribe(self.channel)"):
+        assert used in source, f"{hook} no longer does {used}: our replacement does"
+    assert (
+        FastRedisManager._redis_listen_with_retries
+        is not socketio.AsyncRedisManager._redis_listen_with_retries
+    ), "FastRedisManager no longer puts the reporting listener before the library's"
+

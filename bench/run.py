@@ -4,11 +4,13 @@
     .venv/bin/python bench/run.py --toy          # seconds; the smoke test's size
     .venv/bin/python bench/run.py --quick --py-spy /path/to/py-spy --profile-out fan.txt
 
-Runs crypto_bench and storage_bench in this process, then starts the server itself
-(``run.py`` through `probed_run.py`, against a throwaway database, on a free
-127.0.0.1 port, TOKEN_COALESCE_MS=0, MAX_SOCKETS_PER_USER=1000), drives it with real
-socket.io-client sockets in Node workers and with python-socketio clients, and always
-stops it. Needs PostgreSQL (tests/support/pg.py) and Node with socket.io-client.
+Runs crypto_bench, storage_bench and the ping wheel's timing (pings.py) in this process,
+then starts the server itself (``run.py`` through `probed_run.py`, against a throwaway
+database, on a free 127.0.0.1 port, TOKEN_COALESCE_MS=0, MAX_SOCKETS_PER_USER=1000),
+drives it with real socket.io-client sockets in Node workers and with python-socketio
+clients, and always stops it; last, a server of its own with event limits on times a
+neighbour's pings while another socket floods (flood.py). Needs PostgreSQL
+(tests/support/pg.py) and Node with socket.io-client.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
 
 import aiohttp
 
-from bench import crypto_bench, procstat, spyprofile, storage_bench
+from bench import crypto_bench, pings, procstat, spyprofile, storage_bench
 from bench.fanout import fanout, paced, wire_bytes
+from bench.flood import flood_latency
 from bench.flows import FlowConfig
 from bench.idle import idle_memory
 from bench.load import LoadOptions, run_load
@@ -61,10 +64,13 @@ class Size:
     load_model: str = "scripted:40:15"
     idle_settle_s: float = 2.0
     procs: int = 2
+    flood_events: int = 2000
 
 
 SIZES = {
-    "toy": Size(True, 40, 8, 100, 20, 100, 4, 2, 20, 3, 1, 3, "scripted:10:5", 0.3),
+    "toy": Size(
+        True, 40, 8, 100, 20, 100, 4, 2, 20, 3, 1, 3, "scripted:10:5", 0.3, flood_events=200
+    ),
     "quick": Size(True, 2000, 200, 1000, 150, 1000, 100, 3, 1000, 30, 3, 30),
     "full": Size(False, 2000, 200, 1000, 500, 1000, 100, 10, 1000, 100, 10, 100),
 }
@@ -277,7 +283,11 @@ def run_all(
     phases.done("crypto")
     figures |= storage_bench.run(quick=size.quick)
     phases.done("storage")
+    figures |= pings.run(quick=size.quick)
+    phases.done("pings")
     figures |= asyncio.run(_server_benchmarks(size, py_spy, profile_out, phases))
+    figures |= asyncio.run(flood_latency(size.flood_events))
+    phases.done("flood")
     figures["phase_s"] = phases.seconds
     figures["total_s"] = round(time.monotonic() - started, 1)
     return {key: _no_nan(value) for key, value in figures.items()}
@@ -295,6 +305,7 @@ _ROWS: tuple[tuple[str, str, str, tuple[str, float] | None], ...] = (
     ("unpack_us", "unpack, 300 chars", "us", ("<", 50)),
     ("append_ratio_10k_over_10", "append at 10,000 / at 10 messages", "x", ("<", 1.5)),
     ("edit_ms_10k", "edit message 1 of 10,000", "ms", ("<", 20)),
+    ("argon2_dummy_over_real", "login check, unknown / known account", "x", None),
     ("bytes_per_message", "stored bytes per message", "B", None),
     ("fanout_events_per_s", "fan-out, events delivered per second", "/s", None),
     ("fanout_server_us_per_event", "fan-out, server CPU per event", "us", ("<=", 12)),
@@ -307,6 +318,10 @@ _ROWS: tuple[tuple[str, str, str, tuple[str, float] | None], ...] = (
     ("first_token_p99_ms", "send -> first ai-token p99 (steady)", "ms", ("<", 25)),
     ("first_token_burst_p99_ms", "send -> first ai-token p99 (burst)", "ms", None),
     ("idle_kib_per_socket", "memory per idle websocket", "KiB", ("<", 28)),
+    ("ping_wheel_late_ms_p99", "ping wheel, ping past its interval p99", "ms", ("<=", 500)),
+    ("flood_baseline_rtt_ms_p50", "neighbour's ping round trip, no flood p50", "ms", None),
+    ("flood_neighbour_rtt_ms_p50", "neighbour's ping round trip, flood p50", "ms", ("<", 250)),
+    ("flood_neighbour_rtt_ms_p99", "neighbour's ping round trip, flood p99", "ms", None),
     ("partial_bytes_per_reply", "bytes per reply, with partial", "B", None),
     ("delta_bytes_per_reply", "bytes per reply, deltas only", "B", None),
     ("load_node_complete_ms_p99", "load (node): send -> ai-complete p99", "ms", None),

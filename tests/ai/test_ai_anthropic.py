@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 
 import pytest
@@ -207,12 +206,11 @@ async def test_connection_cut_mid_stream_is_unavailable(make_anthropic: MakeAnth
 async def test_stall_times_out_and_drops_the_connection(make_anthropic: MakeAnthropic) -> None:
     async with FakeAnthropicServer(stall_after=1) as server:
         provider = make_anthropic(server.base_url, timeout_s=0.3)
-        started = time.monotonic()
-        deltas, error = await collect(provider.stream(HELLO, "claude-x", max_tokens=9))
-        assert time.monotonic() - started < 3.0
+        async with asyncio.timeout(30):  # the server stays silent for an hour
+            deltas, error = await collect(provider.stream(HELLO, "claude-x", max_tokens=9))
         assert deltas == ["Hello"]
         assert isinstance(error, AITimeout)
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
 async def test_cancel_event_stops_and_the_server_sees_the_client_leave(
@@ -229,7 +227,7 @@ async def test_cancel_event_stops_and_the_server_sees_the_client_leave(
                 cancel.set()
         assert deltas == ["w", "w"]
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
         assert server.completed == 0
 
 
@@ -241,7 +239,7 @@ async def test_aclose_stops_and_the_server_sees_the_client_leave(
         assert await anext(stream) == "w"
         await stream.aclose()
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
 async def test_base_url_without_a_key_uses_a_placeholder(make_anthropic: MakeAnthropic) -> None:

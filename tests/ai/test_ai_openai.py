@@ -93,10 +93,9 @@ async def test_retry_after_is_honoured(make_openai: MakeOpenAI) -> None:
 async def test_retry_after_is_capped(make_openai: MakeOpenAI) -> None:
     async with FakeOpenAIServer(fail_first=1, retry_after="120") as server:
         provider = make_openai(server.base_url, retry_after_cap_s=0.05)
-        started = time.monotonic()
-        _, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
+        async with asyncio.timeout(30):  # far short of the 120 s asked for: capped
+            _, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
     assert error is None
-    assert time.monotonic() - started < 5
 
 
 async def test_rate_limit_retries_exhausted(make_openai: MakeOpenAI) -> None:
@@ -184,22 +183,21 @@ async def test_unreachable_server_is_unavailable(make_openai: MakeOpenAI) -> Non
 async def test_stall_mid_stream_times_out_and_drops_the_connection(
     make_openai: MakeOpenAI,
 ) -> None:
-    async with FakeOpenAIServer(stall_after=2) as server:
+    async with FakeOpenAIServer(stall_after=2) as server:  # silent for an hour
         provider = make_openai(server.base_url, timeout_s=0.3)
-        started = time.monotonic()
-        deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
-        assert time.monotonic() - started < 3.0
+        async with asyncio.timeout(30):
+            deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
         assert deltas == ["Hello", ","]
         assert isinstance(error, AITimeout)
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
 async def test_stall_before_the_first_token_times_out(make_openai: MakeOpenAI) -> None:
     async with FakeOpenAIServer(stall_after=0) as server:
-        provider = make_openai(server.base_url, first_token_timeout_s=0.25, timeout_s=5.0)
-        started = time.monotonic()
-        deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
-        assert time.monotonic() - started < 3.0
+        # The request's own timeout is far longer: only the first-token one ends this early.
+        provider = make_openai(server.base_url, first_token_timeout_s=0.25, timeout_s=120.0)
+        async with asyncio.timeout(30):
+            deltas, error = await collect(provider.stream(HELLO, "gpt-4o", max_tokens=8))
     assert deltas == []
     assert isinstance(error, AITimeout)
     assert len(server.requests) == 1  # a timeout is not retried
@@ -218,23 +216,23 @@ async def test_cancel_event_stops_the_stream_and_the_server_sees_the_client_leav
                 cancel.set()
         assert deltas == ["t"] * 3
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
         assert server.completed == 0
 
 
 async def test_cancel_event_interrupts_a_stalled_stream_at_once(make_openai: MakeOpenAI) -> None:
     async with FakeOpenAIServer(stall_after=1) as server:
         cancel = asyncio.Event()
-        provider = make_openai(server.base_url, timeout_s=30.0)
+        provider = make_openai(server.base_url, timeout_s=120.0)
         stream = provider.stream(HELLO, "gpt-4o", max_tokens=8, cancel=cancel)
         assert await anext(stream) == "Hello"
         asyncio.get_running_loop().call_later(0.1, cancel.set)
-        started = time.monotonic()
-        deltas, error = await collect(stream)  # blocked on the silent server until cancelled
-        assert time.monotonic() - started < 3.0
+        # Blocked on the silent server until cancelled: not until the 120 s timeout.
+        async with asyncio.timeout(30):
+            deltas, error = await collect(stream)
         assert (deltas, error) == ([], None)
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
 async def test_aclose_from_another_task_stops_the_reader(make_openai: MakeOpenAI) -> None:
@@ -251,10 +249,10 @@ async def test_aclose_from_another_task_stops_the_reader(make_openai: MakeOpenAI
         reader = asyncio.create_task(read())
         await first.wait()
         await stream.aclose()  # the reader is now blocked waiting for the next chunk
-        await asyncio.wait_for(reader, 1.0)
+        await asyncio.wait_for(reader, 10)
         assert 0 < len(deltas) < 200
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
         await stream.aclose()  # idempotent
         assert stream.finish_reason is FinishReason.STOPPED
 
@@ -264,7 +262,7 @@ async def test_aclose_after_partial_reading_drops_the_connection(make_openai: Ma
         async with make_openai(server.base_url).stream(HELLO, "gpt-4o", max_tokens=500) as stream:
             assert await anext(stream) == "t"
         assert stream.finish_reason is FinishReason.STOPPED
-        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+        await asyncio.wait_for(server.disconnected.wait(), 10)
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
 

@@ -121,10 +121,12 @@ async def test_a_foreign_timeout_error_is_not_taken_for_ours() -> None:
 
 async def test_task_cancellation_during_a_read_is_not_swallowed() -> None:
     closed = asyncio.Event()
+    reading = asyncio.Event()
 
     async def stuck() -> Chunks:
         try:
             yield "a"
+            reading.set()  # the reader asked for the next chunk, which never comes
             await asyncio.sleep(10)
             yield FinishReason.FINISHED
         finally:
@@ -132,7 +134,7 @@ async def test_task_cancellation_during_a_read_is_not_swallowed() -> None:
 
     stream = ManagedReplyStream(stuck, provider="t", policy=StreamPolicy(), map_error=_mapper)
     task = asyncio.create_task(collect(stream))
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(reading.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

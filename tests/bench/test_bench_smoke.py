@@ -37,6 +37,10 @@ REQUIRED = (
     "load_node_complete_ms_p99",
     "load_node_truncate_ms_p99",
     "load_python_truncate_ms_p99",
+    "argon2_dummy_verify_ms",
+    "ping_wheel_late_ms_p99",
+    "flood_baseline_rtt_ms_p50",
+    "flood_neighbour_rtt_ms_p50",
 )
 
 
@@ -91,12 +95,25 @@ def test_latencies_are_positive_and_bounded(figures: dict[str, Any]) -> None:
         "load_node_truncate_ms_p99",
         "load_python_complete_ms_p99",
         "load_python_truncate_ms_p99",
+        "ping_wheel_late_ms_p99",
+        "flood_baseline_rtt_ms_p50",
+        "flood_neighbour_rtt_ms_p50",
     ):
         _positive(figures, key, 10_000)
     assert figures["paced_method"] == "emit-probe"
     assert figures["paced_missing_receipts"] == 0
     assert figures["paced_p99_ms"] >= figures["paced_p50_ms"]
     assert figures["load_node_complete_ms_p99"] > figures["load_node_first_token_ms_p50"]
+
+
+def test_every_ping_and_every_flooded_event_is_accounted_for(figures: dict[str, Any]) -> None:
+    assert figures["ping_wheel_lost"] == 0
+    assert figures["ping_wheel_min_late_ms"] >= 0, "a ping left before its interval"
+    assert figures["ping_wheel_late_ms_n"] > 0
+    # Half the flood is over the per-minute limit: answered, then refused, none lost.
+    assert figures["flood_answered"] > 0 and figures["flood_refused"] > 0
+    assert figures["flood_answered"] + figures["flood_refused"] == figures["flood_events"]
+    assert figures["flood_neighbour_rtt_ms_n"] > 0
 
 
 def test_no_client_saw_an_error(figures: dict[str, Any]) -> None:
@@ -126,6 +143,7 @@ def test_micro_benchmarks_and_memory_are_sane(figures: dict[str, Any]) -> None:
     _positive(figures, "unpack_us", 10_000)
     _positive(figures, "append_ratio_10k_over_10", 100)
     _positive(figures, "edit_ms_10k", 10_000)
+    _positive(figures, "argon2_dummy_verify_ms", 10_000)
     _positive(figures, "bytes_per_message", 100_000)
     assert figures["idle_sockets"] > 0
     # A toy number of sockets moves RSS by a page or two; only the sign of madness counts.

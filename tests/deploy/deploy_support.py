@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from instances import http_json, instance_env
 from machine_services import redis_url
 from node_client import NodeClient, NodeClients, resumed_text
 from pg import TempDatabase
+from polling import eventually
 
 __all__ = [
     "Account",
@@ -77,27 +76,6 @@ async def tab(
 ) -> NodeClient:
     """A connected socket that has joined `conversation_id`."""
     return await node.joined(url, account.token, conversation_id, **connect)
-
-
-async def eventually(
-    probe: Callable[[], Any],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.1,
-    what: str = "condition",
-) -> Any:
-    """Call `probe()` (sync or async) until it returns something truthy; return that."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Any = None
-    while loop.time() < deadline:
-        last = probe()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def cluster_envs(

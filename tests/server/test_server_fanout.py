@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections import Counter
+from typing import Any
 
 import aiohttp
 from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import TempDatabase
+from polling import eventually
 
 from server.appkeys import SIO
+
+
+def _engine_session_over(live: LiveServer, sid: str) -> bool:
+    """The server has closed this Engine.IO session (or already forgotten it)."""
+    session = live.app[SIO].eio.sockets.get(sid)
+    return session is None or bool(session.closed)
 
 
 async def test_websocket_frames_are_written_directly_and_polling_ones_queued(
@@ -92,12 +100,28 @@ async def test_idle_sockets_are_kept_alive_by_heartbeats_on_both_transports(
 ) -> None:
     settings = test_settings(server_db.app_dsn, PING_INTERVAL_S="1", PING_TIMEOUT_S="1")
     async with live_server(settings) as fast:
+        # engine.io schedules a socket's next ping when it connects and on every PONG:
+        # counting the schedules per socket counts the heartbeats it answered.
+        wheel = fast.app[SIO].eio.heartbeats
+        schedule = wheel.schedule
+        scheduled: Counter[int] = Counter()
+
+        def counted(eio_socket: Any) -> None:
+            scheduled[id(eio_socket)] += 1
+            schedule(eio_socket)
+
+        wheel.schedule = counted
         account = await fast.register()
         tabs = [
             await node.connect(fast.base_url, token=account["token"], transports=transports)
             for transports in (["websocket"], ["polling"], ["polling", "websocket"])
         ]
-        await asyncio.sleep(4.5)  # several ping intervals, each longer than the timeout
+        rounds = 3  # each longer than the timeout: a socket without heartbeats would be gone
+        await eventually(
+            lambda: len(scheduled) == len(tabs) and min(scheduled.values()) > rounds,
+            what=f"{rounds} heartbeats answered by each of the {len(tabs)} idle tabs",
+            timeout=30,
+        )
         for tab in tabs:
             assert tab.connected.is_set(), tab.disconnect_reason
             [ack] = await tab.emit("ping")
@@ -116,7 +140,13 @@ async def test_a_client_that_stops_answering_pings_is_dropped(server_db: TempDat
                 sid = json.loads((await response.text())[1:])["sid"]
             async with http.post(f"{url}&sid={sid}", data="40") as response:
                 assert response.status == 200
-            await asyncio.sleep(4)  # never polls, never answers the ping
+            # It never polls, never answers the ping; watched on the server, since a GET
+            # of the client's would be a poll.
+            await eventually(
+                lambda: _engine_session_over(fast, sid),
+                what="the server to drop a socket that answers no ping",
+                timeout=30,
+            )
             async with http.get(f"{url}&sid={sid}") as response:
                 body = await response.text()
                 assert response.status == 400 or body.startswith("1"), (response.status, body)

@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from live_server import TEST_SECRET, LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import TempDatabase
+from polling import eventually
 
 import crypto
+from server.appkeys import SIO
 
 
 async def test_send_rate_limit_refuses_with_retry_after_and_keeps_the_socket(
@@ -50,9 +52,11 @@ async def test_send_rate_limit_refuses_with_retry_after_and_keeps_the_socket(
         assert body["messageCount"] == 6
 
 
-async def test_a_flooder_is_disconnected_and_its_neighbour_keeps_its_latency(
+async def test_a_flooder_is_disconnected_and_its_neighbour_is_still_served(
     server_db: TempDatabase, node: NodeClients
 ) -> None:
+    """The neighbour's round trip during a flood is a figure of bench/flood.py; here, what
+    holds on any machine: it is answered throughout, the flooder is refused and cut off."""
     settings_ = test_settings(
         server_db.app_dsn, RATE_EVENTS_PER_MIN="50", FLOOD_DISCONNECT_AFTER="20"
     )
@@ -62,21 +66,29 @@ async def test_a_flooder_is_disconnected_and_its_neighbour_keeps_its_latency(
         flooder = await node.connect(live.base_url, token=flooder_account["token"])
         good = await node.connect(live.base_url, token=good_account["token"])
 
-        async def rtt() -> float:
-            start = time.perf_counter()
-            await good.emit("ping")
-            return time.perf_counter() - start
+        async def answered() -> None:
+            [pong] = await good.emit("ping")
+            assert pong["success"] is True and "timestamp" in pong, pong
 
-        baseline = sorted([await rtt() for _ in range(5)])[2]
+        for _ in range(5):
+            await answered()
         flood = [flooder.emit("ping", timeout=5) for _ in range(200)]
         flood_task = asyncio.gather(*flood, return_exceptions=True)
-        during = sorted([await rtt() for _ in range(5)])[2]
+        for _ in range(5):
+            await answered()
         results = await flood_task
-        await asyncio.wait_for(flooder.closed.wait(), 5)
+        await asyncio.wait_for(flooder.closed.wait(), 30)
         acks = [r[0] for r in results if isinstance(r, list) and r]
         assert any(a.get("code") == "RATE_LIMITED" for a in acks)
+        assert flooder.disconnect_reason == "io server disconnect"
         assert good.connected.is_set()
-        assert during < max(0.25, baseline * 20), (baseline, during)
+        await answered()  # and after the flooder has gone
+
+
+def _engine_session_over(live: LiveServer, sid: str) -> bool:
+    """The server has closed this Engine.IO session (or already forgotten it)."""
+    session = live.app[SIO].eio.sockets.get(sid)
+    return session is None or bool(session.closed)
 
 
 async def test_a_session_that_never_completes_the_handshake_is_closed(
@@ -88,7 +100,11 @@ async def test_a_session_that_never_completes_the_handshake_is_closed(
             async with http.get(url) as response:
                 opening = await response.text()
             sid = json.loads(opening[1:])["sid"]
-            await asyncio.sleep(2.5)
+            # Watched on the server: a GET of the client's would wait out a long-poll.
+            await eventually(
+                lambda: _engine_session_over(live, sid),
+                what="the server to close a session without a Socket.IO handshake",
+            )
             async with http.get(f"{url}&sid={sid}") as response:
                 body = await response.text()
                 # a closed session answers 400, or a final CLOSE packet ("1")
@@ -270,11 +286,9 @@ async def test_fuzzed_events_never_break_the_server(server: LiveServer, node: No
         transports=["websocket"],
     )
     await giant.emit("send-message", {"content": "x" * 1_200_000})
-    for _ in range(50):
-        if not giant.connected:
-            break
-        await asyncio.sleep(0.1)
-    assert not giant.connected
+    await eventually(
+        lambda: not giant.connected, what="the server to close the oversized frame's connection"
+    )
     await fuzzer.disconnect()
     # the bystander still chats
     [ack] = await bystander.emit("send-message", {"content": "still fine?"})
@@ -328,6 +342,12 @@ async def test_sockets_per_user_are_capped_across_instances(
         assert fourth.connect_error == "Too many connections: at most 3 per user"
         await first[0].disconnect()
         await asyncio.wait_for(first[0].closed.wait(), 5)
-        await asyncio.sleep(0.2)
-        again = await node.connect(two.base_url, token=account["token"])
-        assert again.connected.is_set(), again.connect_error
+
+        async def accepted_again() -> bool:
+            again = await node.connect(two.base_url, token=account["token"])
+            if not again.connected.is_set():
+                assert again.connect_error == fourth.connect_error, again.connect_error
+            return again.connected.is_set()
+
+        # Instance one frees the slot in Redis once it has seen the socket go.
+        await eventually(accepted_again, what="a new socket once one of the three closed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +20,14 @@ import pytest_asyncio
 from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import BASELINE_SCHEMA, TempDatabase, temporary_database
+from polling import eventually
 
 import crypto
 import server.app as server_app
 import storage
 import storage.migrate
-from server.appkeys import ACCOUNTS, POOL, PRIVACY
+from server.appkeys import ACCOUNTS, GENERATIONS, POOL, PRIVACY
+from server.service.generations import RunningGeneration
 from server.service.identity import Identity
 from server.service.keyring import open_conversation_keys
 from server.service.privacy import PrivacyService, purge_loop
@@ -122,15 +124,6 @@ async def verify(server: LiveServer, token: str, conversation_id: str) -> dict[s
     )
     assert status == 200, body
     return dict(body)
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll `check` (a coroutine function) until it is true; fail after `timeout` s."""
-    for _ in range(int(timeout / 0.005)):
-        if await check():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"not true within {timeout} s")
 
 
 @asynccontextmanager
@@ -412,7 +405,7 @@ async def test_rotation_is_busy_while_a_reply_is_generated(
             )
         )
 
-    await wait_until(generating)
+    await eventually(generating, what="a generation lock of the running reply")
     status, body = await server.call("POST", f"/api/conversations/{cid}/rotate-key", token=token)
     assert (status, body["code"]) == (409, "BUSY")
     reply = await sending
@@ -442,9 +435,18 @@ async def test_a_send_during_a_rotation_waits_and_is_not_lost(
             )
         )
 
-    await wait_until(lambda: backends("query LIKE 'UPDATE messages AS m SET token%'"))
+    # Polled every 5 ms: the rotation is caught in the act, not after it.
+    await eventually(
+        lambda: backends("query LIKE 'UPDATE messages AS m SET token%'"),
+        what="the rotation re-encrypting messages",
+        interval=0.005,
+    )
     sending = asyncio.create_task(send(server, token, cid, "sent mid-rotation"))
-    await wait_until(lambda: backends("wait_event_type = 'Lock'"))
+    await eventually(
+        lambda: backends("wait_event_type = 'Lock'"),
+        what="the send waiting on the rotation's lock",
+        interval=0.005,
+    )
     assert not sending.done()
     result = await rotation
     reply = await sending
@@ -627,7 +629,8 @@ async def test_hard_delete_cancels_a_running_reply(
 ) -> None:
     account = await server.register()
     token = account["token"]
-    cid = await server.create_conversation(token, model="scripted:200:20")
+    whole_reply = 1000  # 20 s at 20 ms a token: nothing here waits for all of it
+    cid = await server.create_conversation(token, model=f"scripted:{whole_reply}:20")
 
     async def post() -> tuple[int, Any]:
         return await server.call(
@@ -639,22 +642,20 @@ async def test_hard_delete_cancels_a_running_reply(
 
     sending = asyncio.create_task(post())
 
-    async def generating() -> bool:
-        return bool(
-            await admin.fetchval(
-                "SELECT count(*) FROM generation_locks WHERE conversation_id = $1",
-                uuid.UUID(cid),
-            )
-        )
+    def streaming() -> RunningGeneration | None:
+        generation = server.app[GENERATIONS].get(uuid.UUID(cid))
+        return generation if generation is not None and generation.token_index > 0 else None
 
-    await wait_until(generating)
-    started = asyncio.get_running_loop().time()
+    generation = await eventually(streaming, what="the reply to start streaming")
     status, _ = await server.call("DELETE", f"/api/conversations/{cid}?hard=true", token=token)
     assert status == 200
-    status, body = await asyncio.wait_for(sending, 5)
-    assert (status, body["code"]) == (409, "CANCELLED")
-    assert asyncio.get_running_loop().time() - started < 3.0  # not the 4 s of the whole reply
-    assert not await generating()
+    status, body = await asyncio.wait_for(sending, 60)
+    assert (status, body.get("code")) == (409, "CANCELLED"), (status, body)
+    assert generation.token_index < whole_reply, "cut short, not run to its end"
+    locks = await admin.fetchval(
+        "SELECT count(*) FROM generation_locks WHERE conversation_id = $1", uuid.UUID(cid)
+    )
+    assert locks == 0
 
 
 # ── account deletion ─────────────────────────────────────────────────────────
@@ -824,9 +825,20 @@ async def test_purge_loop_runs_periodically(server: LiveServer, admin: asyncpg.C
     cid = await server.create_conversation(user["token"])
     status, _ = await server.call("DELETE", f"/api/conversations/{cid}", token=user["token"])
     assert status == 200
-    task = asyncio.create_task(purge_loop(server.app[PRIVACY], 0.05, timedelta(days=30)))
+
+    class CountedPurges(PrivacyService):
+        runs = 0
+
+        async def purge(self, retention: timedelta, *, now: datetime | None = None) -> int:
+            purged = await super().purge(retention, now=now)
+            self.runs += 1
+            return purged
+
+    service = CountedPurges(server.app[POOL], server.app[server_app.TRACKER])
+    task = asyncio.create_task(purge_loop(service, 0.05, timedelta(days=30)))
     try:
-        await asyncio.sleep(0.15)
+        # It runs again and again, and a conversation deleted just now survives each run.
+        await eventually(lambda: service.runs >= 3, what="three runs of the purge loop")
         assert (
             await admin.fetchval("SELECT count(*) FROM conversations WHERE id = $1", uuid.UUID(cid))
             == 1
@@ -841,7 +853,7 @@ async def test_purge_loop_runs_periodically(server: LiveServer, admin: asyncpg.C
                 "SELECT count(*) FROM conversations WHERE id = $1", uuid.UUID(cid)
             )
 
-        await wait_until(gone, timeout=5)
+        await eventually(gone, what="the purge loop to erase a conversation deleted 31 days ago")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

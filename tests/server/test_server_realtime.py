@@ -99,7 +99,6 @@ async def test_another_user_cannot_touch_a_conversation(
     ]:
         status, response = await server.call(method, path, token=intruder["token"], json=body)
         assert status == 404, (method, path, response)
-    assert other.named("ai-token") == [] and other.named("message-added") == []
     con = await asyncpg.connect(server_db.admin_dsn)
     try:
         count = await con.fetchval(
@@ -108,6 +107,13 @@ async def test_another_user_cannot_touch_a_conversation(
         assert count == 2
     finally:
         await con.close()
+    # Room traffic the intruder would see had any refused join let it in: a member's send,
+    # followed to its last event by the member's own tab.
+    [ack] = await tab.emit("send-message", {"content": "more secret plans"})
+    assert ack["success"] is True and ack["sequence"] == 4, ack
+    await tab.wait_for("ai-complete", lambda d: d["sequence"] == 4)
+    assert other.named("ai-token") == [] and other.named("message-added") == []
+    assert other.named("ai-complete") == []
     await tab.disconnect()
     await other.disconnect()
 

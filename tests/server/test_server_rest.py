@@ -7,7 +7,6 @@ conversation are the real socket.io-client and must see REST activity live.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,9 @@ import pytest
 from live_server import LiveServer
 from node_client import NodeClients
 from pg import TempDatabase
+from polling import eventually
+
+from server.appkeys import GENERATIONS
 
 WARNING = "Messages after this point have been permanently deleted"
 MESSAGE_KEYS = {"sequence", "role", "content", "timestamp", "contentHash", "isDecrypted"}
@@ -48,12 +50,24 @@ async def wait_for_count(
     server: LiveServer, token: str, conversation_id: str, count: int, timeout: float = 10
 ) -> Any:
     """Poll GET until the conversation has `count` messages and all of them are stored."""
-    async with asyncio.timeout(timeout):
-        while True:
-            body = await detail(server, token, conversation_id)
-            if body["messageCount"] == count and len(body["messages"]) == count:
-                return body
-            await asyncio.sleep(0.05)
+
+    async def stored() -> Any:
+        body = await detail(server, token, conversation_id)
+        return body if body["messageCount"] == count and len(body["messages"]) == count else None
+
+    return await eventually(
+        stored, what=f"{count} messages stored in the conversation", timeout=timeout
+    )
+
+
+async def no_reply_running(server: LiveServer, conversation_id: str) -> None:
+    """Until the server runs no generation for the conversation. A reply is written only by
+    its running generation, so from then on what is stored is final."""
+    generations = server.app[GENERATIONS]
+    await eventually(
+        lambda: generations.get(uuid.UUID(conversation_id)) is None,
+        what="every generation of the conversation to end",
+    )
 
 
 @dataclass
@@ -656,7 +670,7 @@ async def test_an_edit_during_a_stream_cancels_it_for_good(server: LiveServer) -
     assert events[-1].data["code"] == "CANCELLED"
     stored = await wait_for_count(server, token, conversation_id, 2)
     assert stored["messages"][0]["content"] == "rewritten question"
-    await asyncio.sleep(0.8)  # longer than the cancelled reply would have taken
+    await no_reply_running(server, conversation_id)  # the cancelled one cannot land later
     stored = await detail(server, token, conversation_id)
     assert stored["messageCount"] == 2 and len(stored["messages"]) == 2
     assert stored["integrity"] == {"valid": True, "lastValidSequence": 2}
@@ -677,7 +691,7 @@ async def test_a_delete_during_a_stream_cancels_it(
     events = await stream_and_act(server, token, conversation_id, "talk for a while", delete)
     assert deletes[0][0] == 200, deletes
     assert events[-1].event == "error" and events[-1].data["code"] == "CANCELLED"
-    await asyncio.sleep(0.8)
+    await no_reply_running(server, conversation_id)  # the cancelled one cannot land later
     con = await asyncpg.connect(server_db.admin_dsn)
     try:
         sequences = await con.fetch(

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
+from polling import eventually
 
 from server.config import ConfigError, load_settings
 
@@ -136,8 +137,11 @@ async def test_embedded_database_start_stop_and_restart(tmp_path: Path) -> None:
                 assert r.status == 201
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-        await asyncio.sleep(0.5)
-        assert _postgres_of(data_dir) == [], "the embedded PostgreSQL outlived the server"
+        await eventually(
+            lambda: _postgres_of(data_dir) == [],
+            what="the embedded PostgreSQL to stop with the server",
+            interval=0.1,
+        )
 
         proc = await _start(data_dir, port)
         await _wait_healthy(port, proc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json as json_module
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from node_client import NodeClient
+from polling import eventually
 
 from server.app import create_app
 from server.appkeys import CONNECTED
@@ -117,11 +117,9 @@ class LiveServer:
         """Disconnect a client and wait until this server has let its socket go."""
         await client.disconnect()
         connected = self.app[CONNECTED]
-        for _ in range(250):
-            if not len(connected):
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the server kept a disconnected socket for 5 s")
+        await eventually(
+            lambda: not len(connected), what="the server to let a disconnected socket go"
+        )
 
     async def create_conversation(self, token: str, **fields: Any) -> str:
         status, body = await self.call("POST", "/api/conversations", token=token, json=fields)

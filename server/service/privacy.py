@@ -212,6 +212,8 @@ class PrivacyService:
         """The account and every live conversation (each read consistently on its own)."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await storage.get_user(con, identity.user_id)
+            if user is None:  # deleted meanwhile: no audit entry can name it
+                raise errors.Unauthorized("Authentication failed: user not found")
             records = await storage.list_conversations(con, limit=_ALL_CONVERSATIONS, offset=0)
             await storage.append_audit(
                 con,
@@ -219,8 +221,6 @@ class PrivacyService:
                 action="export_account",
                 details={"conversations": len(records)},
             )
-        if user is None:
-            raise errors.Unauthorized("Authentication failed: user not found")
         exports: list[ConversationExport] = []
         for record in records:
             try:

@@ -58,6 +58,10 @@ ERROR_MEANINGS = MappingProxyType(
             " (after `retryAfter` seconds when given)."
         ),
         ErrorCode.INTERNAL: "An unexpected failure; never carries internals.",
+        ErrorCode.FORBIDDEN: (
+            "A change authorized by the session cookie without its CSRF token, or a CORS"
+            " preflight from an origin outside CORS_ORIGINS."
+        ),
         ErrorCode.REPLY_LOST: (
             "`ai-error` only: the server streaming this reply stopped; the question is"
             " stored, nothing of the reply is, and the conversation accepts a new send."

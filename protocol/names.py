@@ -6,6 +6,9 @@ import enum
 import uuid
 
 __all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "ClientEvent",
     "ErrorCode",
     "ServerEvent",
@@ -62,6 +65,7 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
     REPLY_LOST = "REPLY_LOST"
+    FORBIDDEN = "FORBIDDEN"
     AI_RATE_LIMITED = "AI_RATE_LIMITED"
     AI_UNAVAILABLE = "AI_UNAVAILABLE"
     AI_TIMEOUT = "AI_TIMEOUT"
@@ -88,3 +92,10 @@ def token_room(conversation_id: uuid.UUID | str, *, with_partial: bool) -> str:
     the growing `partial`, or [ext] deltas only (a client that asked `partial: false`).
     """
     return f"{_ROOM_PREFIX}{conversation_id}#{'partial' if with_partial else 'delta'}"
+
+
+# Browser sessions [ext]: login and register set both cookies; a state-changing request
+# authorized by the session cookie must carry the CSRF cookie's value in this header.
+SESSION_COOKIE = "scca_session"
+CSRF_COOKIE = "scca_csrf"
+CSRF_HEADER = "X-CSRF-Token"

@@ -9,6 +9,7 @@ import msgspec
 
 from protocol import privacy, rest
 from protocol.docs_common import VERSION, Json, component_schemas, ref, wire
+from protocol.names import CSRF_HEADER, SESSION_COOKIE
 
 __all__ = ["openapi_document"]
 
@@ -248,7 +249,12 @@ def openapi_document() -> dict[str, object]:
             "title": "SCCA chat: REST API",
             "version": VERSION,
             "description": "JSON over HTTP under `/api`, authenticated with `Authorization: "
-            "Bearer <token>` (the JWT the socket uses too). Every error is an ErrorBody "
+            "Bearer <token>` (the JWT the socket uses too) or, in a browser, with the "
+            "`scca_session` cookie that login and register set (HttpOnly, SameSite=Lax). "
+            "A change (POST, PATCH, DELETE) authorized by the cookie must carry the "
+            "session's CSRF token (the `scca_csrf` cookie, and `csrfToken` of the login "
+            "answer) in `X-CSRF-Token`, else 403 FORBIDDEN. CORS answers the origins of "
+            "CORS_ORIGINS, credentials included. Every error is an ErrorBody "
             "`{error, code?, retryAfter?}` whose `code` is an ErrorCode.",
         },
         "servers": [{"url": "http://localhost:8000", "description": "A local server."}],
@@ -258,14 +264,27 @@ def openapi_document() -> dict[str, object]:
             {"name": "privacy", "description": "[ext] Export, erase, verify, rotate."},
             {"name": "service", "description": "Health and these documents."},
         ],
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}, {"cookieAuth": [], "csrfToken": []}],
         "paths": paths,
         "components": {
             "schemas": component_schemas(rest, privacy),
             "parameters": _parameters(),
             "responses": _error_responses(),
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "cookieAuth": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": SESSION_COOKIE,
+                    "description": "Browsers: set by login and register, cleared by logout.",
+                },
+                "csrfToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": CSRF_HEADER,
+                    "description": "With the cookie, on every change: the session's CSRF "
+                    "token (`csrfToken` of the login answer, or the `scca_csrf` cookie).",
+                },
             },
         },
     }

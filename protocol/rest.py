@@ -70,6 +70,7 @@ class AuthResponse(_Body):
     user: UserOut
     token: str
     expires_at: str
+    csrf_token: str
 
 
 class SessionOut(_Body):

@@ -49,6 +49,7 @@ from server.realtime.resync import MissedEventsResync
 from server.realtime.revocation import SessionRevoker
 from server.realtime.scca_namespace import ChatNamespace
 from server.rest.auth import auth_routes
+from server.rest.browser import cors_headers, cors_preflight_middleware
 from server.rest.conversations import conversation_routes
 from server.rest.docs import docs_routes
 from server.rest.health import health_routes
@@ -147,7 +148,11 @@ async def _serve_metrics(request: web.Request) -> web.StreamResponse:
 
 def create_app(settings: Settings) -> web.Application:
     """The whole server as an aiohttp application."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[cors_preflight_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app.on_response_prepare.append(cors_headers)
     app[SETTINGS] = settings
     sio = _socket_server(settings)
     app[SIO] = sio

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,6 +25,7 @@ from msgspec import UNSET
 
 from protocol import decode
 from protocol.names import (
+    SESSION_COOKIE,
     ClientEvent,
     ErrorCode,
     ServerEvent,
@@ -82,7 +84,17 @@ def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
             return token
     query = parse_qs(environ.get("QUERY_STRING", ""))
     values = query.get("token")
-    return values[0] if values and values[0] else None
+    if values and values[0]:
+        return str(values[0])
+    # A browser's session cookie (engine.io has already refused origins outside
+    # CORS_ORIGINS, so another site's page cannot ride on it).
+    cookies = SimpleCookie()
+    try:
+        cookies.load(str(environ.get("HTTP_COOKIE", "")))
+    except CookieError:
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    return str(morsel.value) if morsel is not None and morsel.value else None
 
 
 def _wants_partial(auth: Any) -> bool:

@@ -14,6 +14,7 @@ from protocol.rest import (
     UserOut,
 )
 from server.appkeys import ACCOUNTS, LOGIN_LIMITER, REVOKER
+from server.rest.browser import clear_session_cookies, set_session_cookies
 from server.rest.http import authenticate, client_ip, json_response, read_json
 from server.service.accounts import LoginResult
 from server.service.timefmt import iso
@@ -21,12 +22,17 @@ from server.service.timefmt import iso
 __all__ = ["auth_routes"]
 
 
-def _auth_body(result: LoginResult) -> AuthResponse:
-    return AuthResponse(
+def _signed_in(request: web.Request, result: LoginResult, *, status: int) -> web.Response:
+    """The token in the body (bearer clients) and in cookies (browsers)."""
+    body = AuthResponse(
         user=UserOut(id=str(result.user_id), email=result.email),
         token=result.token,
         expires_at=iso(result.expires_at),
+        csrf_token=result.csrf_token,
     )
+    response = json_response(body, status=status)
+    set_session_cookies(request, response, result)
+    return response
 
 
 async def register(request: web.Request) -> web.Response:
@@ -37,7 +43,7 @@ async def register(request: web.Request) -> web.Response:
         ip=client_ip(request),
         user_agent=request.headers.get("User-Agent"),
     )
-    return json_response(_auth_body(result), status=201)
+    return _signed_in(request, result, status=201)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -51,14 +57,16 @@ async def login(request: web.Request) -> web.Response:
         ip=client_ip(request),
         user_agent=request.headers.get("User-Agent"),
     )
-    return json_response(_auth_body(result))
+    return _signed_in(request, result, status=200)
 
 
 async def logout(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     await request.app[ACCOUNTS].logout(identity, ip=client_ip(request))
     await request.app[REVOKER].disconnect_sessions([identity.session_id])
-    return web.Response(status=204)
+    response = web.Response(status=204)
+    clear_session_cookies(response)
+    return response
 
 
 async def me(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from msgspec import UNSET
 
 from protocol import decode
 from protocol.exceptions import ProtocolError
+from protocol.names import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from protocol.rest import ErrorBody
 from server.appkeys import ACCOUNTS, METRICS, SETTINGS
 from server.service import exceptions as errors
@@ -24,12 +25,14 @@ __all__ = [
     "authenticate",
     "client_ip",
     "error_middleware",
+    "error_response",
     "json_response",
     "query_int",
     "read_json",
 ]
 
 T = TypeVar("T")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOG = logging.getLogger(__name__)
 
 
@@ -39,7 +42,7 @@ def json_response(payload: msgspec.Struct, *, status: int = 200) -> web.Response
     )
 
 
-def _error_response(
+def error_response(
     status: int, message: str, code: str | None = None, retry_after: float | None = None
 ) -> web.Response:
     body = ErrorBody(
@@ -92,11 +95,29 @@ def client_ip(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request) -> Identity:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """The caller: by `Authorization: Bearer <token>`, else by the session cookie (a
+    browser). A cookie authorizes a change (any method but GET, HEAD, OPTIONS) only with
+    the session's CSRF token in `X-CSRF-Token`: a cross-site form sends the cookie, but
+    can neither read the token nor set a header."""
+    accounts = request.app[ACCOUNTS]
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.Unauthorized("Authentication required")
+        return await accounts.authenticate(token.strip())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
         raise errors.Unauthorized("Authentication required")
-    return await request.app[ACCOUNTS].authenticate(token.strip())
+    identity = await accounts.authenticate(cookie)
+    if request.method not in _SAFE_METHODS and not accounts.csrf_valid(
+        identity, request.headers.get(CSRF_HEADER)
+    ):
+        raise errors.Forbidden(
+            f"CSRF token missing or wrong: send the {CSRF_COOKIE} cookie's value "
+            f"in {CSRF_HEADER}"
+        )
+    return identity
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -111,15 +132,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or not request.path.startswith("/api"):
             raise
         if exc.status == 413:
-            return _error_response(413, "Request body too large", "LIMIT_EXCEEDED")
-        return _error_response(exc.status, exc.reason)
+            return error_response(413, "Request body too large", "LIMIT_EXCEEDED")
+        return error_response(exc.status, exc.reason)
     except Exception as exc:
         error = to_service_error(exc)
         if METRICS in request.app:
             request.app[METRICS].error(error.code, "rest")
         retry = error.retry_after
         if error.status == 401:
-            response = _error_response(401, error.message, error.code)
+            response = error_response(401, error.message, error.code)
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        return _error_response(error.status, error.message, error.code, retry)
+        return error_response(error.status, error.message, error.code, retry)

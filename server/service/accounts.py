@@ -9,6 +9,9 @@ server secret and the session id; the JWT carries only `sub` and `sid`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ def normalise_email(raw: str) -> str:
 def _user_key_context(user_id: uuid.UUID) -> bytes:
     return b"user-data-key:" + user_id.bytes
 
+_CSRF_CONTEXT = b"csrf-token:"
 
 def _session_key_context(session_id: uuid.UUID) -> bytes:
     return b"session-data-key:" + session_id.bytes
@@ -49,6 +53,8 @@ class LoginResult:
     email: str
     token: str
     expires_at: datetime
+    session_id: uuid.UUID
+    csrf_token: str
 
 
 class Accounts:
@@ -165,7 +171,27 @@ class Accounts:
             ip=ip,
             user_agent=(user_agent or "")[:512] or None,
         )
-        return LoginResult(user_id=user_id, email=email, token=token, expires_at=expires_at)
+        return LoginResult(
+            user_id=user_id,
+            email=email,
+            token=token,
+            expires_at=expires_at,
+            session_id=session_id,
+            csrf_token=self.csrf_token(session_id),
+        )
+
+    def csrf_token(self, session_id: uuid.UUID) -> str:
+        """The session's CSRF token: an HMAC of its id under the server secret, so it is
+        bound to the session (a cookie planted by a sibling site cannot match) and needs
+        no storage."""
+        digest = hmac.new(self._secret, _CSRF_CONTEXT + session_id.bytes, hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+    def csrf_valid(self, identity: Identity, token: str | None) -> bool:
+        """Whether `token` is the CSRF token of `identity`'s session."""
+        if not token:
+            return False
+        return hmac.compare_digest(token.encode(), self.csrf_token(identity.session_id).encode())
 
     async def authenticate(self, token: str, *, touch: bool = False) -> Identity:
         """Verify the JWT and that its session is alive; unwrap the data key for it."""

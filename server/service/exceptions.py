@@ -3,6 +3,8 @@
     ServiceError                  base: `code`, safe `message`, `status`
       InvalidInput                400  INVALID_PAYLOAD (also wraps protocol.ProtocolError)
       Unauthorized                401  UNAUTHORIZED
+      Forbidden                   403  FORBIDDEN (a cookie-authorized change without its
+                                       CSRF token, a preflight from a foreign origin)
       NotFound                    404  NOT_FOUND (missing and not-yours look the same)
       Conflict                    409  CONFLICT
       Busy                        409  BUSY (a reply is already being generated)
@@ -29,6 +31,7 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "EditRejected",
+    "Forbidden",
     "GenerationFailed",
     "InvalidInput",
     "LimitExceeded",
@@ -116,6 +119,12 @@ class Cancelled(ServiceError):
     code = ErrorCode.CANCELLED
     status = 409
     default_message = "The reply was cancelled by an edit or a delete"
+
+
+class Forbidden(ServiceError):
+    code = ErrorCode.FORBIDDEN
+    status = 403
+    default_message = "Forbidden"
 
 
 class Unavailable(ServiceError):

@@ -266,7 +266,10 @@ def test_openapi_structure() -> None:
     assert components["securitySchemes"]["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
     }  # fmt: skip
-    assert doc["security"] == [{"bearerAuth": []}]
+    assert doc["security"] == [{"bearerAuth": []}, {"cookieAuth": [], "csrfToken": []}]
+    assert components["securitySchemes"]["cookieAuth"]["in"] == "cookie"
+    assert components["securitySchemes"]["cookieAuth"]["name"] == "scca_session"
+    assert components["securitySchemes"]["csrfToken"]["name"] == "X-CSRF-Token"
     expected = {
         ("post", "/api/auth/register"): 201, ("post", "/api/auth/login"): 200,
         ("post", "/api/auth/logout"): 204, ("get", "/api/auth/me"): 200,

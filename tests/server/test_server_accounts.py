@@ -68,7 +68,7 @@ async def test_register_returns_user_token_and_expiry_with_normalised_email(
         json={"email": f"  {local}@Example.COM  ", "password": PASSWORD},
     )
     assert status == 201, body
-    assert set(body) == {"user", "token", "expiresAt"}
+    assert set(body) == {"user", "token", "expiresAt", "csrfToken"}
     assert body["user"]["email"] == f"{local.lower()}@example.com"
     uuid.UUID(body["user"]["id"])
     claims = crypto.verify_access_token(TEST_SECRET.encode(), body["token"])
@@ -215,7 +215,7 @@ async def test_login_opens_a_new_session_and_hides_which_part_was_wrong(
     account = await server.register(email=email)
     status, body = await login(server, email)
     assert status == 200, body
-    assert set(body) == {"user", "token", "expiresAt"}
+    assert set(body) == {"user", "token", "expiresAt", "csrfToken"}
     assert body["user"] == account["user"]
     assert body["token"] != account["token"]
     assert _session_id(body["token"]) != _session_id(account["token"])

@@ -50,10 +50,10 @@ _LOG = logging.getLogger(__name__)
 TRUNCATION_WARNING = "Messages after this point have been permanently deleted"
 REPLAY_LIMIT = 1000
 
+# A draining instance's hint: its clients reconnect elsewhere within about a second.
 _DRAIN_RETRY_AFTER_S = 1.0
 # A lock younger than this may belong to a send whose reply is not registered yet.
 _DEAD_LOCK_MIN_AGE = timedelta(seconds=2)
-"""A draining instance's hint: its clients reconnect elsewhere within about a second."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,21 @@ fi
 
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  # pip's warnings (package folders this machine's configuration names, build-backend
+  # notices) are nothing a new user needs to read: shown only when pip fails.
+  quiet_pip() {
+    local log
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip "$@" 2>"$log"; then
+      cat "$log" >&2
+      rm -f "$log"
+      return 1
+    fi
+    rm -f "$log"
+  }
+  echo "installing the server's dependencies into .venv (first run, or pyproject.toml changed)" >&2
+  quiet_pip install --quiet --disable-pip-version-check --upgrade pip
+  quiet_pip install --quiet --disable-pip-version-check -e '.[test]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

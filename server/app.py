@@ -222,6 +222,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "NO AI PROVIDER CONFIGURED: replies come from the local scripted model. "
             "Set OPENAI_API_KEY, OPENAI_BASE_URL or ANTHROPIC_API_KEY for real replies."
         )
+    else:
+        model = registry.default_model
+        provider = registry.provider_name_for(model)
+        _LOG.info("new conversations are answered by %s (%s)", model, provider)
     accounts = Accounts(
         app[POOL], settings.secret_key, token_ttl=timedelta(seconds=settings.access_token_ttl_s)
     )

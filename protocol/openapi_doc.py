@@ -24,6 +24,10 @@ _ERRORS = MappingProxyType(
               "INVALID_PAYLOAD", "content: expected a non-empty string"),
         401: ("Unauthorized", "Missing, bad, expired or revoked token (UNAUTHORIZED).",
               "UNAUTHORIZED", "Authentication required"),
+        403: ("Forbidden", "A change authorized by the session cookie without the session's "
+              "CSRF token in X-CSRF-Token (FORBIDDEN); bearer requests never get it.",
+              "FORBIDDEN", "CSRF token missing or wrong: send the scca_csrf cookie's value in "
+              "X-CSRF-Token"),
         404: ("NotFound", "No such conversation, or not the caller's (NOT_FOUND).",
               "NOT_FOUND", "Conversation not found"),
         409: ("Conflict", "Conflicts with the current state (CONFLICT, BUSY, CANCELLED).",
@@ -110,10 +114,10 @@ _ROUTES = (
            None),
     _Route("post", _C + "/{id}/messages", "sendMessage", "conversations", "Send a message; the "
            "reply streams as Server-Sent Events", rest.SendRequest, 200, rest.SendResponse,
-           (404, 409, 502), ("id",), note=(409, "BUSY: a reply is already being generated; "
+           (404, 409, 429, 502), ("id",), note=(409, "BUSY: a reply is already being generated; "
            "CANCELLED: an edit or delete discarded the reply; CONFLICT: retry.")),
     _Route("patch", _C + "/{id}/edit", "editMessage", "conversations", "Destructive edit: every "
-           "later message is deleted", rest.EditRequest, 200, rest.EditResponse, (404, 409),
+           "later message is deleted", rest.EditRequest, 200, rest.EditResponse, (404, 409, 429),
            ("id",)),
     _Route("get", "/api/health", "health", "service", "200 when this instance can serve", None,
            200, rest.Health, public=True),
@@ -209,6 +213,8 @@ def _success(route: _Route) -> Json:
 def _operation(route: _Route) -> Json:
     responses: Json = {str(route.status): _success(route)}
     statuses = {*route.errors, 500, 503} | (set() if route.public else {401})
+    if not route.public and route.method != "get":
+        statuses.add(403)  # the session cookie without its CSRF token
     if route.request is not None:
         statuses |= {400, 413, 422}
     if set(route.params) - {"id"}:

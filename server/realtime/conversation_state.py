@@ -5,8 +5,8 @@ pub/sub gap (`server.realtime.resync`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import UNSET
@@ -20,8 +20,10 @@ from storage import ConversationRecord
 
 __all__ = ["Emit", "replay_messages", "state_fields"]
 
-Emit = Callable[[str, Any, str], Awaitable[None]]
-"""Send one event to one socket: (event, data, sid)."""
+class Emit(Protocol):
+    """A namespace's `emit`, as it is called here: one event to one socket."""
+
+    def __call__(self, event: str, data: Any, *, to: str) -> Awaitable[None]: ...
 
 
 async def state_fields(
@@ -61,4 +63,4 @@ async def replay_messages(
             timestamp=message.timestamp,
             client_msg_id=message.client_msg_id or UNSET,
         )
-        await emit(str(ServerEvent.MESSAGE_ADDED), msgspec.to_builtins(added), sid)
+        await emit(str(ServerEvent.MESSAGE_ADDED), msgspec.to_builtins(added), to=sid)

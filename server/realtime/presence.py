@@ -16,14 +16,13 @@ import uuid
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
-import redis.exceptions
 
 from server.service.connected_sockets import ConnectedSockets
+from server.service.redis_errors import REDIS_ERRORS
 
 __all__ = ["LocalPresence", "Presence", "RedisPresence"]
 
 _LOG = logging.getLogger(__name__)
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 
 
 class Presence(Protocol):
@@ -81,7 +80,7 @@ class RedisPresence:
             shared = await self._redis.zcount(
                 self._key(user_id), time.time() - self._stale_after_s, "+inf"
             )
-        except _REDIS_ERRORS:
+        except REDIS_ERRORS:
             return local
         return max(int(shared), local)
 
@@ -93,11 +92,11 @@ class RedisPresence:
                 pipe.zremrangebyscore(key, "-inf", time.time() - self._stale_after_s)
                 pipe.expire(key, int(self._stale_after_s * 2) + 1)
                 await pipe.execute()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: presence not recorded: %s", type(exc).__name__)
 
     async def left(self, user_id: uuid.UUID, sid: str) -> None:
-        with contextlib.suppress(*_REDIS_ERRORS):  # a member left behind goes stale
+        with contextlib.suppress(*REDIS_ERRORS):  # a member left behind goes stale
             await self._redis.zrem(self._key(user_id), self._member(sid))
 
     async def refresh(self) -> None:
@@ -111,5 +110,5 @@ class RedisPresence:
                     pipe.zadd(key, members)
                     pipe.expire(key, int(self._stale_after_s * 2) + 1)
                 await pipe.execute()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: presence not refreshed: %s", type(exc).__name__)

@@ -82,8 +82,5 @@ class MissedEventsResync:
             if after_seq is None:
                 continue
             await replay_messages(
-                self._emit, self._chat, sid, identity, conversation_id, after_seq
+                self._namespace.emit, self._chat, sid, identity, conversation_id, after_seq
             )
-
-    async def _emit(self, event: str, data: object, sid: str) -> None:
-        await self._namespace.emit(event, data, to=sid)

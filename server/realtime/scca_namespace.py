@@ -295,12 +295,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.emit(str(ServerEvent.STATE), _wire(StatePayload(**fields)), to=sid)
         if request.last_seq is not None:
             await replay_messages(
-                self._to, self._chat, sid, state.identity, conversation_id, request.last_seq
+                self.emit, self._chat, sid, state.identity, conversation_id, request.last_seq
             )
         return JoinAck(success=True, **fields)
-
-    async def _to(self, event: str, data: Any, sid: str) -> None:
-        await self.emit(event, data, to=sid)
 
     # ── missed events ───────────────────────────────────────────────────────
 

@@ -24,7 +24,7 @@ import storage
 from server.service import exceptions as errors
 from server.service.identity import Identity
 
-__all__ = ["Accounts", "LoginResult", "normalise_email"]
+__all__ = ["Accounts", "LoginResult", "check_password", "current_user", "normalise_email"]
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _BAD_CREDENTIALS = "Invalid email or password"
@@ -46,6 +46,24 @@ _CSRF_CONTEXT = b"csrf-token:"
 def _session_key_context(session_id: uuid.UUID) -> bytes:
     return b"session-data-key:" + session_id.bytes
 
+
+
+async def current_user(con: storage.Connection, identity: Identity) -> storage.UserRecord:
+    """The caller's account row, read in the caller's transaction; Unauthorized when it
+    is gone (the account was deleted while the session was still alive)."""
+    user = await storage.get_user(con, identity.user_id)
+    if user is None:
+        raise errors.Unauthorized("Authentication failed: user not found")
+    return user
+
+
+async def check_password(
+    hasher: crypto.PasswordHasher, user: storage.UserRecord, password: str, *, field: str
+) -> None:
+    """A password asked for again behind a token (Argon2 in a thread); InvalidInput
+    naming the `field` when it is wrong."""
+    if not await asyncio.to_thread(hasher.verify, user.password_hash, password):
+        raise errors.InvalidInput(f"{field}: incorrect password")
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
@@ -225,10 +243,8 @@ class Accounts:
     ) -> tuple[storage.UserRecord, list[storage.SessionRecord]]:
         """The caller's account and active sessions."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            user = await storage.get_user(con, identity.user_id)
+            user = await current_user(con, identity)
             sessions = await storage.list_active_sessions(con, identity.user_id)
-        if user is None:
-            raise errors.Unauthorized("Authentication failed: user not found")
         return user, sessions
 
     async def change_password(
@@ -240,11 +256,8 @@ class Accounts:
         data key, which does not change. Returns the revoked session ids.
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            user = await storage.get_user(con, identity.user_id)
-        if user is None:
-            raise errors.Unauthorized("Authentication failed: user not found")
-        if not await asyncio.to_thread(self._hasher.verify, user.password_hash, current):
-            raise errors.InvalidInput("currentPassword: incorrect password")
+            user = await current_user(con, identity)
+        await check_password(self._hasher, user, current, field="currentPassword")
         salt = crypto.new_salt()
         new_hash, kek = await asyncio.gather(
             asyncio.to_thread(self._hasher.hash, new),

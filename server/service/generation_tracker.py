@@ -22,16 +22,15 @@ import uuid
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
-import redis.exceptions
 
 from protocol.socket_events import GeneratingState
 from server.service.generations import CancelMode, LocalGenerations, RunningGeneration
+from server.service.redis_errors import REDIS_ERRORS
 from server.service.reply_liveness import LostReply, RedisLiveness
 
 __all__ = ["GenerationTracker", "LocalTracker", "LostReply", "RedisTracker"]
 
 _LOG = logging.getLogger(__name__)
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 _CANCEL_WAIT_S = 5.0
 _HEARTBEAT_S = 1.0
 # The mirror of a running reply is whole or absent: owner, sequence and index with the
@@ -170,7 +169,7 @@ class RedisTracker:
         try:
             await self._liveness.claim(generation)
             await self._write_whole(generation)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: could not record generation start: %s", type(exc).__name__)
 
     async def _write_whole(self, generation: RunningGeneration) -> None:
@@ -205,7 +204,7 @@ class RedisTracker:
             if appended == -1:
                 self.mirror_rebuilds += 1
                 await self._write_whole(generation)
-        except _REDIS_ERRORS:  # only remote resumes suffer; local sockets keep streaming
+        except REDIS_ERRORS:  # only remote resumes suffer; local sockets keep streaming
             return True
         return True
 
@@ -217,7 +216,7 @@ class RedisTracker:
         meta, text = self._keys(conversation_id)
         try:
             await self._delete(keys=[meta, text], args=[str(owner)])
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: could not clear generation: %s", type(exc).__name__)
 
     async def owner_alive(self, conversation_id: uuid.UUID, owner: uuid.UUID) -> bool | None:
@@ -237,7 +236,7 @@ class RedisTracker:
         message = json.dumps(
             {"conversationId": str(lost.conversation_id), "mode": CancelMode.DISCARD.value}
         )
-        with contextlib.suppress(*_REDIS_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._redis.publish(self._channel, message)
 
     async def snapshot(self, conversation_id: uuid.UUID) -> GeneratingState | None:
@@ -250,7 +249,7 @@ class RedisTracker:
                 pipe.hgetall(meta)
                 pipe.get(text)
                 fields, partial = await pipe.execute()
-        except _REDIS_ERRORS:
+        except REDIS_ERRORS:
             return None
         if not all(field in fields for field in _RECORD_FIELDS):
             return None  # absent, or not whole: nothing to resume from
@@ -285,7 +284,7 @@ class RedisTracker:
                     await asyncio.sleep(0.01)
         except TimeoutError:
             _LOG.warning("generation on another instance did not stop in time")
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: could not cancel a remote generation: %s", type(exc).__name__)
             return False
         return True
@@ -309,7 +308,7 @@ class RedisTracker:
                 delay = 0.5
                 async for message in pubsub.listen():
                     self._on_message(message.get("data"))
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 _LOG.warning("redis control channel lost (%s); retrying", type(exc).__name__)
             finally:
                 with contextlib.suppress(Exception):

@@ -13,10 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from protocol.names import ClientEvent, ServerEvent
 
-__all__ = ["Metrics", "Transport"]
-
-Transport = str
-"""Which adapter answered: "socket" or "rest"."""
+__all__ = ["Metrics"]
 
 _OTHER_EVENT = "other"
 
@@ -98,5 +95,6 @@ class Metrics:
     def event_out(self, event: ServerEvent) -> None:
         self.events_out.labels(event.value).inc()
 
-    def error(self, code: str, transport: Transport) -> None:
+    def error(self, code: str, transport: str) -> None:
+        """An error answered to a client; `transport` is "socket" or "rest"."""
         self.errors.labels(code, transport).inc()

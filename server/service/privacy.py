@@ -30,6 +30,7 @@ import asyncpg
 import crypto
 import storage
 from server.service import exceptions as errors
+from server.service.accounts import check_password, current_user
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode
 from server.service.identity import Identity
@@ -211,9 +212,7 @@ class PrivacyService:
     async def export_account(self, identity: Identity) -> AccountExport:
         """The account and every live conversation (each read consistently on its own)."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            user = await storage.get_user(con, identity.user_id)
-            if user is None:  # deleted meanwhile: no audit entry can name it
-                raise errors.Unauthorized("Authentication failed: user not found")
+            user = await current_user(con, identity)  # before the audit entry that names it
             records = await storage.list_conversations(con, limit=_ALL_CONVERSATIONS, offset=0)
             await storage.append_audit(
                 con,
@@ -321,11 +320,8 @@ class PrivacyService:
         caller disconnects the returned sessions' sockets.
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            user = await storage.get_user(con, identity.user_id)
-        if user is None:
-            raise errors.Unauthorized("Authentication failed: user not found")
-        if not await asyncio.to_thread(self._hasher.verify, user.password_hash, password):
-            raise errors.InvalidInput("password: incorrect password")
+            user = await current_user(con, identity)
+        await check_password(self._hasher, user, password, field="password")
         async with storage.user_tx(self._pool, identity.user_id) as con:
             conversation_ids = await privacy_sql.list_conversation_ids(con)
             generating = await privacy_sql.list_generating_conversations(con)

@@ -6,9 +6,9 @@ import time
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
-import redis.exceptions
 
 from server.service import exceptions as errors
+from server.service.redis_errors import REDIS_ERRORS
 
 __all__ = ["LocalCounter", "LoginLimiter", "RateCounter", "RedisCounter"]
 
@@ -56,7 +56,7 @@ class RedisCounter:
                 pipe.incr(name)
                 pipe.expire(name, window_s + 1)
                 count, _ = await pipe.execute()
-        except (redis.exceptions.RedisError, OSError):
+        except REDIS_ERRORS:
             return await self._fallback.hit(key, limit, window_s)
         if int(count) > limit:
             return (window + 1) * window_s - now

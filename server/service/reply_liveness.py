@@ -26,14 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as redis_asyncio
-import redis.exceptions
 
 from server.service.generations import CancelMode, RunningGeneration
+from server.service.redis_errors import REDIS_ERRORS
 
 __all__ = ["ALIVE_TTL_S", "LostReply", "RedisLiveness"]
 
 _LOG = logging.getLogger(__name__)
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 
 ALIVE_TTL_S = 3.0
 _TOMBSTONE_TTL_MS = 120_000
@@ -127,27 +126,42 @@ class RedisLiveness:
             pipe.hset(self._registry, str(generation.conversation_id), _entry(generation))
             await pipe.execute()
 
+    def _renew_call(self, generation: RunningGeneration) -> tuple[list[str], list[str | int]]:
+        keys = [self.mark_key(generation.conversation_id), self._registry]
+        args: list[str | int] = [
+            str(generation.owner),
+            int(self._ttl_s * 1000),
+            str(generation.conversation_id),
+            _entry(generation),
+        ]
+        return keys, args
+
     async def renew(self, generation: RunningGeneration) -> bool:
         """Keep `generation` alive; False when it was taken over (it must stop). An
         unreachable Redis is not a takeover: True."""
+        keys, args = self._renew_call(generation)
         try:
-            renewed = await self._renew(
-                keys=[self.mark_key(generation.conversation_id), self._registry],
-                args=[
-                    str(generation.owner),
-                    int(self._ttl_s * 1000),
-                    str(generation.conversation_id),
-                    _entry(generation),
-                ],
-            )
-        except _REDIS_ERRORS:
+            renewed = await self._renew(keys=keys, args=args)
+        except REDIS_ERRORS:
             return True
         return bool(renewed == 1)
 
     async def renew_all(self, generations: Iterable[RunningGeneration]) -> None:
-        """One heartbeat: renew every local reply; stop those that were taken over."""
-        for generation in generations:
-            if not await self.renew(generation):
+        """One heartbeat, one round trip: renew every local reply; stop those that were
+        taken over. An unreachable Redis stops nothing."""
+        running = list(generations)
+        if not running:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for generation in running:
+                    keys, args = self._renew_call(generation)
+                    await self._renew(keys=keys, args=args, client=pipe)
+                renewed = await pipe.execute()
+        except REDIS_ERRORS:
+            return
+        for generation, result in zip(running, renewed, strict=True):
+            if result != 1:
                 _LOG.warning(
                     "reply taken over by another instance conversation=%s",
                     generation.conversation_id,
@@ -163,7 +177,7 @@ class RedisLiveness:
                 keys=[self.mark_key(conversation_id), self._registry],
                 args=[str(owner), str(conversation_id), "1" if lost else "0", _TOMBSTONE_TTL_MS],
             )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             _LOG.warning("redis: could not clear a reply's mark: %s", type(exc).__name__)
 
     async def lost(self, local: set[uuid.UUID]) -> list[LostReply]:
@@ -181,7 +195,7 @@ class RedisLiveness:
                 for reply in candidates:
                     pipe.get(self.mark_key(reply.conversation_id))
                 marks: list[bytes | None] = await pipe.execute() if candidates else []
-        except _REDIS_ERRORS:
+        except REDIS_ERRORS:
             self._missing_since.clear()  # an outage is not evidence: start over
             return []
         seen = set()

@@ -39,8 +39,6 @@ class ListenerGapHooks:
 class ReportingRedisListener:
     """Mixin for `socketio.AsyncRedisManager` (listed before it)."""
 
-    #: Times the listener was subscribed again after losing its subscription.
-    listener_recoveries = 0
     _gap_hooks: ListenerGapHooks | None = None
     _hook_tasks: set[asyncio.Task[None]]
 
@@ -71,7 +69,6 @@ class ReportingRedisListener:
                 await self.pubsub.subscribe(self.channel)  # type: ignore[attr-defined]
                 if missed:
                     missed = False
-                    self.listener_recoveries += 1
                     _LOG.warning("redis pub/sub listener subscribed again")
                     self._run_hook(lambda hooks: hooks.on_restored)
                 attempt = 0

@@ -14,15 +14,13 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
-import pytest_asyncio
-from pg import TempDatabase, connected, temporary_database
-from service_harness import ChatHarness, chat_harness
+from pg import TempDatabase
+from service_harness import ChatHarness
 
 import crypto
 import storage
@@ -34,24 +32,6 @@ from server.service.keyring import new_wrapped_conversation_key, open_conversati
 from server.service.privacy import ErasedAccount, PrivacyService
 
 PASSWORD = "correct horse battery"  # what ChatHarness.person registers with
-
-
-@pytest_asyncio.fixture(scope="module")
-async def service_db() -> AsyncIterator[TempDatabase]:
-    async with temporary_database() as db:
-        yield db
-
-
-@pytest_asyncio.fixture
-async def harness(service_db: TempDatabase) -> AsyncIterator[ChatHarness]:
-    async with chat_harness(service_db, SCRIPTED_DELAY_MS="0") as built:
-        yield built
-
-
-@pytest_asyncio.fixture
-async def admin(service_db: TempDatabase) -> AsyncIterator[asyncpg.Connection]:
-    async with connected(service_db.admin_dsn) as con:
-        yield con
 
 
 @pytest.fixture
@@ -69,8 +49,7 @@ async def _email(admin: asyncpg.Connection, identity: Identity) -> str:
 
 async def _audit(admin: asyncpg.Connection, action: str) -> list[dict[str, Any]]:
     rows = await admin.fetch(
-        "SELECT user_id, conversation_id, details, ip FROM audit_log WHERE action = $1"
-        " ORDER BY id",
+        "SELECT user_id, conversation_id, details, ip FROM audit_log WHERE action = $1 ORDER BY id",
         action,
     )
     return [{**row, "details": json.loads(row["details"])} for row in rows]
@@ -139,8 +118,7 @@ async def test_a_session_opened_at_login_is_stored_as_issued(
     assert (login.user_id, login.email) == (alice.user_id, email)
     claims = crypto.verify_access_token(harness.settings.secret_key, login.token)
     row = await admin.fetchrow(
-        "SELECT user_id, expires_at, ip, user_agent, wrapped_data_key FROM sessions"
-        " WHERE id = $1",
+        "SELECT user_id, expires_at, ip, user_agent, wrapped_data_key FROM sessions WHERE id = $1",
         claims.session_id,
     )
     assert row is not None
@@ -178,8 +156,7 @@ async def test_a_forged_expired_or_revoked_session_is_unauthorized(
     )
     revoked = "Authentication failed: session expired or revoked"
     # mallory's id on alice's session, and a session id nobody has
-    for user_id, session_id in ((mallory.user_id, alice.session_id),
-                                (alice.user_id, uuid.uuid4())):
+    for user_id, session_id in ((mallory.user_id, alice.session_id), (alice.user_id, uuid.uuid4())):
         token, _ = crypto.issue_access_token(
             secret, user_id=user_id, session_id=session_id, ttl=timedelta(minutes=1)
         )
@@ -275,7 +252,8 @@ async def test_active_session_ids_keeps_only_the_users_live_ones(
     second = await harness.accounts.authenticate(await _login(harness, await _email(admin, alice)))
     asked = [alice.session_id, second.session_id, bob.session_id, uuid.uuid4()]
     assert await harness.accounts.active_session_ids(alice.user_id, asked) == {
-        alice.session_id, second.session_id
+        alice.session_id,
+        second.session_id,
     }
     await harness.accounts.logout(second, ip=None)
     assert await harness.accounts.active_session_ids(alice.user_id, asked) == {alice.session_id}
@@ -339,13 +317,20 @@ async def test_deleting_drops_a_reply_lock_held_by_another_instance(
     conversation_id = await harness.conversation(alice)
     async with storage.user_tx(harness.pool, alice.user_id) as con:
         assert await storage.acquire_generation(
-            con, conversation_id=conversation_id, user_id=alice.user_id, owner=uuid.uuid4(),
-            sequence=2, ttl_seconds=60,
+            con,
+            conversation_id=conversation_id,
+            user_id=alice.user_id,
+            owner=uuid.uuid4(),
+            sequence=2,
+            ttl_seconds=60,
         )
     await harness.chat.delete(alice, conversation_id)
-    assert await admin.fetchval(
-        "SELECT count(*) FROM generation_locks WHERE conversation_id = $1", conversation_id
-    ) == 0
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM generation_locks WHERE conversation_id = $1", conversation_id
+        )
+        == 0
+    )
 
 
 async def test_joining_tells_whether_the_stored_root_is_the_last_link(
@@ -365,7 +350,7 @@ async def test_joining_tells_whether_the_stored_root_is_the_last_link(
 
 
 async def test_replay_returns_at_most_the_replay_limit(
-    harness: ChatHarness, service_db: TempDatabase
+    harness: ChatHarness, server_db: TempDatabase
 ) -> None:
     alice = await harness.person()
     conversation_id = await harness.conversation(alice)
@@ -377,8 +362,14 @@ async def test_replay_returns_at_most_the_replay_limit(
             token = crypto.pack(keys, conversation_id, seq, crypto.Role.USER, f"m{seq}")
             link = crypto.next_link(keys.integrity, link, token)
             await storage.insert_message(
-                con, conversation_id=conversation_id, user_id=alice.user_id, seq=seq,
-                role=int(crypto.Role.USER), token=token, link=link, client_msg_id=None,
+                con,
+                conversation_id=conversation_id,
+                user_id=alice.user_id,
+                seq=seq,
+                role=int(crypto.Role.USER),
+                token=token,
+                link=link,
+                client_msg_id=None,
             )
         await storage.set_head(
             con, conversation_id, message_count=REPLAY_LIMIT + 2, merkle_root=link
@@ -524,7 +515,8 @@ async def test_hard_delete_records_what_it_destroyed(
     assert (await privacy.hard_delete(alice, live)) >= before
     await privacy.hard_delete(alice, gone)
     entries = {
-        r["conversation_id"]: r for r in await _audit(admin, "hard_delete")
+        r["conversation_id"]: r
+        for r in await _audit(admin, "hard_delete")
         if r["user_id"] == alice.user_id
     }
     assert entries[live]["details"] == {"messages": 2, "wasSoftDeleted": False}
@@ -566,7 +558,8 @@ async def test_deleting_an_account_needs_the_password_and_erases_everything(
     outcome = start.generation.task.result()
     assert not outcome.stored and isinstance(outcome.failure(), errors.Cancelled)
     [entry] = [
-        r for r in await _audit(admin, "account_deleted")
+        r
+        for r in await _audit(admin, "account_deleted")
         if r["details"].get("conversations") == 2 and r["details"].get("sessions") == 1
     ]
     assert entry["user_id"] is None

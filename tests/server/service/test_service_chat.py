@@ -8,29 +8,15 @@ end-to-end suites and pin the service's rules for every transport at once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
-from pg import TempDatabase, connected, temporary_database
-from service_harness import ChatHarness, chat_harness
+from pg import TempDatabase, connected
+from service_harness import ChatHarness
 
 from protocol.names import ErrorCode, ServerEvent
 from protocol.socket_events import AiComplete, AiError, AiToken, MessageAdded
 from server.service import exceptions as errors
 from server.service.identity import Identity
-
-
-@pytest_asyncio.fixture(scope="module")
-async def service_db() -> AsyncIterator[TempDatabase]:
-    async with temporary_database() as db:
-        yield db
-
-
-@pytest_asyncio.fixture
-async def harness(service_db: TempDatabase) -> AsyncIterator[ChatHarness]:
-    async with chat_harness(service_db, SCRIPTED_DELAY_MS="0") as built:
-        yield built
 
 
 async def _count(harness: ChatHarness, identity: Identity, conversation_id: uuid.UUID) -> int:
@@ -210,11 +196,11 @@ async def test_a_closing_service_refuses_new_replies(harness: ChatHarness) -> No
 
 
 async def _leave_lock(
-    service_db: TempDatabase, identity: Identity, conversation_id: uuid.UUID, age_s: float
+    server_db: TempDatabase, identity: Identity, conversation_id: uuid.UUID, age_s: float
 ) -> uuid.UUID:
     """A lock as a process that died mid-reply leaves it (its owner runs nowhere)."""
     owner = uuid.uuid4()
-    async with connected(service_db.admin_dsn) as con:
+    async with connected(server_db.admin_dsn) as con:
         await con.execute(
             "INSERT INTO generation_locks"
             " (conversation_id, user_id, owner, sequence, started_at, expires_at)"
@@ -228,11 +214,11 @@ async def _leave_lock(
 
 
 async def test_a_lock_left_by_a_dead_process_is_taken_over_by_the_next_send(
-    harness: ChatHarness, service_db: TempDatabase
+    harness: ChatHarness, server_db: TempDatabase
 ) -> None:
     alice = await harness.person()
     conversation_id = await harness.conversation(alice)
-    await _leave_lock(service_db, alice, conversation_id, age_s=5)
+    await _leave_lock(server_db, alice, conversation_id, age_s=5)
     start = await harness.chat.begin_send(alice, conversation_id, "after the crash")
     assert start.generation is not None and start.generation.task is not None
     outcome = await start.generation.task
@@ -243,11 +229,11 @@ async def test_a_lock_left_by_a_dead_process_is_taken_over_by_the_next_send(
 
 
 async def test_a_lock_just_taken_is_not_mistaken_for_a_dead_one(
-    harness: ChatHarness, service_db: TempDatabase
+    harness: ChatHarness, server_db: TempDatabase
 ) -> None:
     alice = await harness.person()
     conversation_id = await harness.conversation(alice)
-    await _leave_lock(service_db, alice, conversation_id, age_s=0)
+    await _leave_lock(server_db, alice, conversation_id, age_s=0)
     with pytest.raises(errors.Busy):
         await harness.chat.begin_send(alice, conversation_id, "too soon to tell")
     assert harness.broadcast.named(ServerEvent.AI_ERROR) == []

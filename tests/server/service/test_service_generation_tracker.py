@@ -8,26 +8,16 @@ partial record treats it as absent, never as an error.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 import redis.asyncio as redis_asyncio
-from machine_services import redis_url
 
 from protocol.socket_events import GeneratingState
 from server.service.generation_tracker import RedisTracker
 from server.service.generations import LocalGenerations, RunningGeneration
 
 
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[redis_asyncio.Redis]:
-    connection = redis_asyncio.Redis.from_url(redis_url())
-    yield connection
-    await connection.aclose()
-
-
-def _tracker(client: redis_asyncio.Redis, prefix: str) -> RedisTracker:
-    return RedisTracker(client, LocalGenerations(), ttl_s=30, prefix=prefix)
+def _tracker(redis_client: redis_asyncio.Redis, prefix: str) -> RedisTracker:
+    return RedisTracker(redis_client, LocalGenerations(), ttl_s=30, prefix=prefix)
 
 
 async def _stream(tracker: RedisTracker, generation: RunningGeneration, *tokens: str) -> None:
@@ -42,9 +32,9 @@ def _generation() -> RunningGeneration:
     )
 
 
-async def test_another_instance_resumes_from_the_mirror(client: redis_asyncio.Redis) -> None:
+async def test_another_instance_resumes_from_the_mirror(redis_client: redis_asyncio.Redis) -> None:
     prefix = f"scca-test-{uuid.uuid4().hex[:8]}:"
-    owner, reader = _tracker(client, prefix), _tracker(client, prefix)
+    owner, reader = _tracker(redis_client, prefix), _tracker(redis_client, prefix)
     generation = _generation()
     await owner.started(generation)
     await _stream(owner, generation, "The", " quick", " answer")
@@ -53,18 +43,18 @@ async def test_another_instance_resumes_from_the_mirror(client: redis_asyncio.Re
     )
     await owner.ended(generation)
     assert await reader.snapshot(generation.conversation_id) is None
-    assert await client.keys(prefix + "*") == []
+    assert await redis_client.keys(prefix + "*") == []
 
 
 async def test_a_lost_mirror_is_written_whole_by_the_next_token(
-    client: redis_asyncio.Redis,
+    redis_client: redis_asyncio.Redis,
 ) -> None:
     prefix = f"scca-test-{uuid.uuid4().hex[:8]}:"
-    owner, reader = _tracker(client, prefix), _tracker(client, prefix)
+    owner, reader = _tracker(redis_client, prefix), _tracker(redis_client, prefix)
     generation = _generation()
     await owner.started(generation)
     await _stream(owner, generation, "one", " two")
-    await client.delete(*await client.keys(prefix + "*"))  # as a Redis restart loses it
+    await redis_client.delete(*await redis_client.keys(prefix + "*"))  # as a Redis restart loses it
     assert await reader.snapshot(generation.conversation_id) is None
     await _stream(owner, generation, " three")
     assert owner.mirror_rebuilds == 1
@@ -76,12 +66,12 @@ async def test_a_lost_mirror_is_written_whole_by_the_next_token(
     snapshot = await reader.snapshot(generation.conversation_id)
     assert snapshot is not None and snapshot.partial == "one two three four"
     await owner.ended(generation)  # the rebuilt record has its owner: it can be cleared
-    assert await client.keys(prefix + "*") == []
+    assert await redis_client.keys(prefix + "*") == []
 
 
-async def test_a_partial_record_reads_as_absent(client: redis_asyncio.Redis) -> None:
+async def test_a_partial_record_reads_as_absent(redis_client: redis_asyncio.Redis) -> None:
     prefix = f"scca-test-{uuid.uuid4().hex[:8]}:"
-    reader = _tracker(client, prefix)
+    reader = _tracker(redis_client, prefix)
     conversation_id = uuid.uuid4()
     meta = f"{prefix}generation:{conversation_id}"
     partial_records: list[dict[str, str]] = [
@@ -92,18 +82,18 @@ async def test_a_partial_record_reads_as_absent(client: redis_asyncio.Redis) -> 
     ]
     try:
         for fields in partial_records:
-            await client.delete(meta)
-            await client.hset(meta, mapping=fields)  # type: ignore[arg-type]
+            await redis_client.delete(meta)
+            await redis_client.hset(meta, mapping=fields)  # type: ignore[arg-type]
             assert await reader.snapshot(conversation_id) is None, fields
     finally:
-        await client.delete(meta, meta + ":text")
+        await redis_client.delete(meta, meta + ":text")
 
 
 async def test_a_token_never_writes_into_another_owners_record(
-    client: redis_asyncio.Redis,
+    redis_client: redis_asyncio.Redis,
 ) -> None:
     prefix = f"scca-test-{uuid.uuid4().hex[:8]}:"
-    first, second = _tracker(client, prefix), _tracker(client, prefix)
+    first, second = _tracker(redis_client, prefix), _tracker(redis_client, prefix)
     old = _generation()
     await first.started(old)
     await _stream(first, old, "old")
@@ -116,6 +106,6 @@ async def test_a_token_never_writes_into_another_owners_record(
     snapshot = await second.snapshot(new.conversation_id)
     assert snapshot is not None and snapshot.partial == "new"
     await first.ended(old)  # not its record any more: left alone
-    assert await _tracker(client, prefix).snapshot(new.conversation_id) is not None
+    assert await _tracker(redis_client, prefix).snapshot(new.conversation_id) is not None
     await second.ended(new)
-    assert await client.keys(prefix + "*") == []
+    assert await redis_client.keys(prefix + "*") == []

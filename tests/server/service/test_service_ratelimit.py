@@ -7,13 +7,10 @@ values are exact; Redis is the machine's real one (keys under a prefix of each t
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -40,15 +37,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock(1_000_000.25)
     monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=fake.time))
     return fake
-
-
-@pytest_asyncio.fixture
-async def redis() -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(
-        os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
-    )
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -111,25 +99,25 @@ async def test_local_windows_are_pruned_once_a_minute_keeping_the_last_two(
 
 
 async def test_the_redis_window_is_one_key_per_window_that_outlives_it_by_a_second(
-    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+    clock: Clock, redis_client: redis_asyncio.Redis, prefix: str
 ) -> None:
-    counter = RedisCounter(redis, prefix=prefix)
+    counter = RedisCounter(redis_client, prefix=prefix)
     clock.now = 6000.25  # window 200 of 30 s: [6000, 6030)
     assert [await counter.hit("k", 2, 30) for _ in range(2)] == [None, None]
     assert await counter.hit("k", 2, 30) == 29.75
-    ttl_ms = await redis.pttl(f"{prefix}k:200")
+    ttl_ms = await redis_client.pttl(f"{prefix}k:200")
     assert 30_000 < ttl_ms <= 31_000
     clock.now = 6030.0
     assert await counter.hit("k", 2, 30) is None
-    assert await _keys(redis, prefix) == {"k:200": 3, "k:201": 1}
+    assert await _keys(redis_client, prefix) == {"k:200": 3, "k:201": 1}
 
 
-async def test_the_default_redis_prefix(clock: Clock, redis: redis_asyncio.Redis) -> None:
+async def test_the_default_redis_prefix(clock: Clock, redis_client: redis_asyncio.Redis) -> None:
     key = f"test-{uuid.uuid4().hex[:10]}"
-    assert await RedisCounter(redis).hit(key, 5, 60) is None
+    assert await RedisCounter(redis_client).hit(key, 5, 60) is None
     name = f"scca:rl:{key}:{int(clock.now // 60)}"
-    assert int(await redis.get(name)) == 1
-    await redis.delete(name)
+    assert int(await redis_client.get(name)) == 1
+    await redis_client.delete(name)
 
 
 async def test_without_redis_the_counter_keeps_counting_locally(clock: Clock) -> None:
@@ -194,14 +182,14 @@ async def test_login_limits_and_window_are_configurable(clock: Clock) -> None:
 
 
 async def test_login_keys_in_redis(
-    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+    clock: Clock, redis_client: redis_asyncio.Redis, prefix: str
 ) -> None:
-    limiter = LoginLimiter(RedisCounter(redis, prefix=prefix))
+    limiter = LoginLimiter(RedisCounter(redis_client, prefix=prefix))
     clock.now = 3000.0
     await limiter.check(" Carol@Example.com", "192.0.2.7")
     await limiter.check("carol@example.com", None)
     await limiter.check("carol@example.com", "")
-    assert await _keys(redis, prefix) == {
+    assert await _keys(redis_client, prefix) == {
         "login:acct:carol@example.com:10": 3,
         "login:ip:192.0.2.7:10": 1,
     }
@@ -254,9 +242,9 @@ async def test_a_socket_floods_once_its_refusals_pass_the_limit(clock: Clock) ->
 
 
 async def test_event_keys_in_redis(
-    clock: Clock, redis: redis_asyncio.Redis, prefix: str
+    clock: Clock, redis_client: redis_asyncio.Redis, prefix: str
 ) -> None:
-    limiter = EventLimiter(RedisCounter(redis, prefix=prefix), LIMITS)
+    limiter = EventLimiter(RedisCounter(redis_client, prefix=prefix), LIMITS)
     user = uuid.uuid4()
     clock.now = 6010.0
     await limiter.check_event(user, ClientEvent.SEND_MESSAGE)
@@ -265,7 +253,7 @@ async def test_event_keys_in_redis(
     await limiter.check_event(user, ClientEvent.STOP_GENERATION)
     await limiter.check_connect("192.0.2.3")
     await limiter.is_flooding("sid-9")
-    assert await _keys(redis, prefix) == {
+    assert await _keys(redis_client, prefix) == {
         f"ev:send:{user}:100": 1,
         f"ev:edit:{user}:100": 1,
         f"ev:join:{user}:100": 1,

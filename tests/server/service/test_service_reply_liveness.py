@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 import redis.asyncio as redis_asyncio
-from machine_services import redis_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -20,15 +17,8 @@ from server.service.reply_liveness import LostReply, RedisLiveness
 WINDOW_S = 0.3
 
 
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[redis_asyncio.Redis]:
-    connection = redis_asyncio.Redis.from_url(redis_url())
-    yield connection
-    await connection.aclose()
-
-
 def _unreachable() -> redis_asyncio.Redis:
-    """A Redis client whose every command fails at once (nothing listens on port 1)."""
+    """A Redis redis_client whose every command fails at once (nothing listens on port 1)."""
     return redis_asyncio.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), retries=0))
 
 
@@ -54,8 +44,8 @@ async def _lost_after(liveness: RedisLiveness, timeout: float) -> float:
     return time.monotonic() - start
 
 
-async def test_a_renewed_reply_is_never_lost(client: redis_asyncio.Redis) -> None:
-    liveness = RedisLiveness(client, prefix=_prefix(), alive_ttl_s=WINDOW_S)
+async def test_a_renewed_reply_is_never_lost(redis_client: redis_asyncio.Redis) -> None:
+    liveness = RedisLiveness(redis_client, prefix=_prefix(), alive_ttl_s=WINDOW_S)
     reply = _reply()
     await liveness.claim(reply)
     deadline = time.monotonic() + 4 * WINDOW_S
@@ -67,10 +57,10 @@ async def test_a_renewed_reply_is_never_lost(client: redis_asyncio.Redis) -> Non
 
 
 async def test_a_reply_that_stops_renewing_is_lost_after_a_whole_window(
-    client: redis_asyncio.Redis,
+    redis_client: redis_asyncio.Redis,
 ) -> None:
     prefix = _prefix()
-    liveness = RedisLiveness(client, prefix=prefix, alive_ttl_s=WINDOW_S)
+    liveness = RedisLiveness(redis_client, prefix=prefix, alive_ttl_s=WINDOW_S)
     reply = _reply()
     await liveness.claim(reply)  # then its instance dies: nothing renews it
     elapsed = await _lost_after(liveness, timeout=5)
@@ -87,15 +77,17 @@ async def test_a_reply_that_stops_renewing_is_lost_after_a_whole_window(
     assert await liveness.lost({reply.conversation_id}) == []
     await liveness.forget(lost, lost=True)
     assert await liveness.lost(set()) == []
-    await client.delete(liveness.mark_key(reply.conversation_id))
+    await redis_client.delete(liveness.mark_key(reply.conversation_id))
 
 
-async def test_an_unreachable_redis_is_no_evidence_of_death(client: redis_asyncio.Redis) -> None:
+async def test_an_unreachable_redis_is_no_evidence_of_death(
+    redis_client: redis_asyncio.Redis,
+) -> None:
     prefix = _prefix()
-    liveness = RedisLiveness(client, prefix=prefix, alive_ttl_s=WINDOW_S)
+    liveness = RedisLiveness(redis_client, prefix=prefix, alive_ttl_s=WINDOW_S)
     reply = _reply()
     await liveness.claim(reply)
-    await client.delete(liveness.mark_key(reply.conversation_id))
+    await redis_client.delete(liveness.mark_key(reply.conversation_id))
     assert await liveness.lost(set()) == []  # missing: the window starts
     unreachable = _unreachable()
     blind = RedisLiveness(unreachable, prefix=prefix, alive_ttl_s=WINDOW_S)
@@ -109,19 +101,19 @@ async def test_an_unreachable_redis_is_no_evidence_of_death(client: redis_asynci
     await liveness.forget(reply, lost=False)
 
 
-async def test_an_outage_restarts_the_window(client: redis_asyncio.Redis) -> None:
+async def test_an_outage_restarts_the_window(redis_client: redis_asyncio.Redis) -> None:
     prefix = _prefix()
-    liveness = RedisLiveness(client, prefix=prefix, alive_ttl_s=WINDOW_S)
+    liveness = RedisLiveness(redis_client, prefix=prefix, alive_ttl_s=WINDOW_S)
     reply = _reply()
     await liveness.claim(reply)
-    await client.delete(liveness.mark_key(reply.conversation_id))
+    await redis_client.delete(liveness.mark_key(reply.conversation_id))
     assert await liveness.lost(set()) == []
     await asyncio.sleep(WINDOW_S * 1.5)
     # Redis stops answering this instance for a moment (its connection is refused)
     liveness._redis = _unreachable()  # noqa: SLF001
     assert await liveness.lost(set()) == []
     await liveness._redis.aclose()  # noqa: SLF001
-    liveness._redis = client  # noqa: SLF001
+    liveness._redis = redis_client  # noqa: SLF001
     assert await liveness.lost(set()) == [], "an outage must not count toward the window"
     await asyncio.sleep(WINDOW_S * 1.2)
     assert len(await liveness.lost(set())) == 1
@@ -129,12 +121,12 @@ async def test_an_outage_restarts_the_window(client: redis_asyncio.Redis) -> Non
 
 
 async def test_a_taken_over_reply_is_fenced_and_the_next_one_is_not(
-    client: redis_asyncio.Redis,
+    redis_client: redis_asyncio.Redis,
 ) -> None:
     prefix = _prefix()
     generations = LocalGenerations()
-    tracker = RedisTracker(client, generations, ttl_s=30, prefix=prefix)
-    liveness = RedisLiveness(client, prefix=prefix, alive_ttl_s=WINDOW_S)
+    tracker = RedisTracker(redis_client, generations, ttl_s=30, prefix=prefix)
+    liveness = RedisLiveness(redis_client, prefix=prefix, alive_ttl_s=WINDOW_S)
     stalled = _reply()
     generations.add(stalled)
     await tracker.started(stalled)
@@ -151,9 +143,12 @@ async def test_a_taken_over_reply_is_fenced_and_the_next_one_is_not(
     await liveness.renew_all([stalled])
     assert stalled.cancel_mode is CancelMode.DISCARD
     generations.remove(stalled)
-    assert await RedisTracker(client, LocalGenerations(), ttl_s=30, prefix=prefix).snapshot(
-        stalled.conversation_id
-    ) is None, "a lost reply's mirror is gone: joiners see no generation"
+    assert (
+        await RedisTracker(redis_client, LocalGenerations(), ttl_s=30, prefix=prefix).snapshot(
+            stalled.conversation_id
+        )
+        is None
+    ), "a lost reply's mirror is gone: joiners see no generation"
     # the conversation's next reply claims the mark over the tombstone
     fresh = _reply(stalled.conversation_id)
     await tracker.started(fresh)
@@ -161,4 +156,4 @@ async def test_a_taken_over_reply_is_fenced_and_the_next_one_is_not(
     fresh.add_token("new")
     assert await tracker.progressed(fresh, "new")
     await tracker.ended(fresh)
-    assert await client.keys(prefix + "*") == []
+    assert await redis_client.keys(prefix + "*") == []

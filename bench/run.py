@@ -4,7 +4,8 @@
     .venv/bin/python bench/run.py --toy          # seconds; the smoke test's size
     .venv/bin/python bench/run.py --quick --py-spy /path/to/py-spy --profile-out fan.txt
 
-Runs crypto_bench, storage_bench and the ping wheel's timing (pings.py) in this process,
+Runs crypto_bench, storage_bench, the pub/sub seal's cost (pubsub_seal.py, needs Redis)
+and the ping wheel's timing (pings.py) in this process,
 then starts the server itself (``run.py`` through `probed_run.py`, against a throwaway
 database, on a free 127.0.0.1 port, TOKEN_COALESCE_MS=0, MAX_SOCKETS_PER_USER=1000),
 drives it with real socket.io-client sockets in Node workers and with python-socketio
@@ -31,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
 
 import aiohttp
 
-from bench import crypto_bench, pings, procstat, spyprofile, storage_bench
+from bench import crypto_bench, pings, procstat, pubsub_seal, spyprofile, storage_bench
 from bench.fanout import fanout, paced, wire_bytes
 from bench.flood import flood_latency
 from bench.flows import FlowConfig
@@ -283,6 +284,8 @@ def run_all(
     phases.done("crypto")
     figures |= storage_bench.run(quick=size.quick)
     phases.done("storage")
+    figures |= pubsub_seal.run(quick=size.quick)
+    phases.done("pubsub seal")
     figures |= pings.run(quick=size.quick)
     phases.done("pings")
     figures |= asyncio.run(_server_benchmarks(size, py_spy, profile_out, phases))
@@ -307,6 +310,8 @@ _ROWS: tuple[tuple[str, str, str, tuple[str, float] | None], ...] = (
     ("edit_ms_10k", "edit message 1 of 10,000", "ms", ("<", 20)),
     ("argon2_dummy_over_real", "login check, unknown / known account", "x", None),
     ("bytes_per_message", "stored bytes per message", "B", None),
+    ("pubsub_ai_token_sealed_ratio", "pub/sub path CPU, sealed / clear (ai-token)", "x", None),
+    ("pubsub_message_added_sealed_ratio", "pub/sub path CPU, sealed / clear (message)", "x", None),
     ("fanout_events_per_s", "fan-out, events delivered per second", "/s", None),
     ("fanout_server_us_per_event", "fan-out, server CPU per event", "us", ("<=", 12)),
     ("fanout_interrupt_cpu_s", "fan-out, CPU in interrupts (loopback TCP)", "s", None),

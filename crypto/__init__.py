@@ -2,7 +2,8 @@
 
 Message tokens (:mod:`crypto.tokens`), key material and wrapping (:mod:`crypto.keys`),
 the per-conversation integrity chain (:mod:`crypto.chain`), login password hashing
-(:mod:`crypto.passwords`) and access tokens (:mod:`crypto.access_tokens`).
+(:mod:`crypto.passwords`), access tokens (:mod:`crypto.access_tokens`) and the seal
+of what leaves for Redis (:mod:`crypto.channel_seal`).
 """
 
 from crypto.access_tokens import (
@@ -12,11 +13,13 @@ from crypto.access_tokens import (
     verify_access_token,
 )
 from crypto.chain import GENESIS, LINK_SIZE, next_link, root_hex, verify_chain
+from crypto.channel_seal import ChannelSeal
 from crypto.exceptions import (
     AccessTokenError,
     CryptoError,
     InvalidToken,
     KeyUnwrapError,
+    SealError,
     WeakSecretError,
 )
 from crypto.keys import (
@@ -61,6 +64,7 @@ __all__ = [
     "SALT_SIZE",
     "AccessClaims",
     "AccessTokenError",
+    "ChannelSeal",
     "ConversationKeys",
     "CryptoError",
     "InvalidToken",
@@ -68,6 +72,7 @@ __all__ = [
     "Message",
     "PasswordHasher",
     "Role",
+    "SealError",
     "TokenHeader",
     "WeakSecretError",
     "b64url_decode",

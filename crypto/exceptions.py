@@ -4,6 +4,7 @@
     ├── InvalidToken       a message token does not open (any reason)
     ├── KeyUnwrapError     a wrapped key does not unwrap (wrong key, context or damage)
     ├── AccessTokenError   an access token is rejected ("token expired", ...)
+    ├── SealError          a sealed pub/sub message or mirror does not open
     └── WeakSecretError    a secret or key shorter than 32 bytes
 
 Errors of cryptography, zlib, argon2-cffi and PyJWT are converted into these where they
@@ -19,6 +20,7 @@ __all__ = [
     "CryptoError",
     "InvalidToken",
     "KeyUnwrapError",
+    "SealError",
     "WeakSecretError",
 ]
 
@@ -45,6 +47,17 @@ class KeyUnwrapError(CryptoError):
     """A wrapped key cannot be unwrapped: wrong password or key, wrong context, or damage."""
 
     MESSAGE = "cannot unwrap key"
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(self.MESSAGE)
+        self.reason = reason
+
+
+class SealError(CryptoError):
+    """Something sealed by :class:`crypto.channel_seal.ChannelSeal` does not open: forged,
+    damaged, moved to another context, or sealed with a secret no longer accepted."""
+
+    MESSAGE = "cannot open sealed data"
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(self.MESSAGE)

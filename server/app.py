@@ -18,6 +18,7 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import crypto
 import storage
 from ai import ProviderRegistry
 from server.appkeys import (
@@ -62,13 +63,20 @@ from server.service.accounts import Accounts
 from server.service.chat import ChatService
 from server.service.connected_sockets import ConnectedSockets
 from server.service.event_limits import EventLimiter
-from server.service.generation_tracker import GenerationTracker, LocalTracker, RedisTracker
+from server.service.generation_tracker import (
+    GenerationTracker,
+    LocalTracker,
+    RedisTracker,
+    control_channel,
+)
 from server.service.generations import LocalGenerations
 from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.privacy import PrivacyService, purge_loop
 from server.service.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
 from server.service.replies import ReplyRunner
+from server.service.sealed_channel import SealedChannel
+from server.service.sealed_mirror import SealedMirror
 
 __all__ = ["create_app", "drain"]
 
@@ -86,11 +94,24 @@ def database_dsn(settings: Settings) -> str:
     )
 
 
-def _socket_server(settings: Settings) -> ChatSocketServer:
+def _seal(settings: Settings, purpose: bytes) -> crypto.ChannelSeal:
+    """What this instance seals for Redis with; it opens what any accepted secret sealed."""
+    return crypto.ChannelSeal(
+        settings.secret_key, purpose=purpose, accepted=settings.extra_secret_keys
+    )
+
+
+def _socket_server(settings: Settings, metrics: Metrics) -> ChatSocketServer:
     manager: FastEmitManager = (
         FastRedisManager(
             settings.redis_url,
             channel=settings.redis_channel,
+            # Every message between instances is sealed; forged and replayed ones dropped.
+            codec=SealedChannel(
+                _seal(settings, b"socketio"),
+                settings.redis_channel,
+                on_reject=metrics.sealed_rejected_on("socketio"),
+            ),
             # A Redis that stops answering must not block every emit.
             redis_options={"socket_connect_timeout": 2, "socket_timeout": 5},
         )
@@ -113,8 +134,7 @@ def _socket_server(settings: Settings) -> ChatSocketServer:
     )
 
 
-def _metrics(app: web.Application, sio: ChatSocketServer) -> Metrics:
-    metrics = Metrics()
+def _add_gauges(metrics: Metrics, app: web.Application, sio: ChatSocketServer) -> None:
     metrics.gauge(
         "scca_connected_sockets", "Sockets connected to this instance", lambda: len(app[CONNECTED])
     )
@@ -133,7 +153,6 @@ def _metrics(app: web.Application, sio: ChatSocketServer) -> Metrics:
         "Frames sent through engine.io queues",
         lambda: sio.manager.queued_frames,
     )
-    return metrics
 
 
 async def _serve_metrics(request: web.Request) -> web.StreamResponse:
@@ -157,12 +176,14 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(cors_headers)
     app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
-    sio = _socket_server(settings)
+    metrics = Metrics()
+    sio = _socket_server(settings, metrics)
     app[SIO] = sio
     app[PUBSUB_STATE] = lambda: pubsub_listener_state(sio)
     app[CONNECTED] = ConnectedSockets()
     app[GENERATIONS] = LocalGenerations()
-    app[METRICS] = _metrics(app, sio)
+    app[METRICS] = metrics
+    _add_gauges(metrics, app, sio)
     sio.attach(app, socketio_path=settings.engineio_path)
     # socket.io-client adds a trailing slash by default; the seed's server did not
     # require one (addTrailingSlash: false). Accept both.
@@ -237,15 +258,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[LOGIN_LIMITER] = LoginLimiter(counter)
     app[EVENT_LIMITER] = EventLimiter(counter, settings.limits)
     tracker: GenerationTracker = (
-        RedisTracker(
-            app[REDIS],
-            app[GENERATIONS],
-            ttl_s=settings.generation_lock_ttl_s,
-            # One deployment's keys: another sharing this Redis never takes its replies over.
-            prefix=f"{settings.redis_channel}:",
-        )
-        if REDIS in app
-        else LocalTracker(app[GENERATIONS])
+        _redis_tracker(app) if REDIS in app else LocalTracker(app[GENERATIONS])
     )
     app[TRACKER] = tracker
     broadcaster = SocketIOBroadcaster(app[SIO], app[METRICS])
@@ -308,6 +321,27 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await registry.aclose()
+
+
+def _redis_tracker(app: web.Application) -> RedisTracker:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    # One deployment's keys: another sharing this Redis never takes its replies over.
+    prefix = f"{settings.redis_channel}:"
+    return RedisTracker(
+        app[REDIS],
+        app[GENERATIONS],
+        control=SealedChannel(
+            _seal(settings, b"generation-control"),
+            control_channel(prefix),
+            on_reject=metrics.sealed_rejected_on("generation-control"),
+        ),
+        mirror=SealedMirror(
+            _seal(settings, b"generation-mirror"),
+            on_reject=metrics.sealed_rejected_on("generation-mirror"),
+        ),
+        ttl_s=settings.generation_lock_ttl_s,
+        prefix=prefix,
+    )
 
 
 def _background_tasks(app: web.Application, revoker: SessionRevoker) -> list[asyncio.Task[None]]:

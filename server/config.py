@@ -34,6 +34,9 @@ class Settings:
     """Everything the server is configured with. Built by `load_settings(os.environ)`."""
 
     secret_key: bytes = field(repr=False)
+    # Secrets other instances may still seal with during a rolling rotation: accepted
+    # when opening pub/sub messages and resume mirrors, never used to seal.
+    extra_secret_keys: tuple[bytes, ...] = field(default=(), repr=False)
     database_url: str | None = field(default=None, repr=False)
     app_database_url: str | None = field(default=None, repr=False)
     db_app_role: str = "scca_app"
@@ -132,6 +135,20 @@ def _secret(env: Mapping[str, str], production: bool, data_dir: Path) -> bytes:
     return _stored_secret(data_dir)
 
 
+def _extra_secrets(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    found = []
+    for raw in env.get("EXTRA_SECRET_KEYS", "").split(","):
+        secret = raw.strip().encode("utf-8")
+        if not secret:
+            continue
+        if len(secret) < _MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"EXTRA_SECRET_KEYS: every secret must be at least {_MIN_SECRET_BYTES} bytes"
+            )
+        found.append(secret)
+    return tuple(found)
+
+
 def _stored_secret(data_dir: Path) -> bytes:
     """Development secret kept in the data folder so tokens survive a restart."""
     path = data_dir / _SECRET_FILE
@@ -220,6 +237,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         _LOG.warning("APP_ENV=production with no AI provider configured: replies are scripted")
     settings = Settings(
         secret_key=b"",
+        extra_secret_keys=_extra_secrets(env),
         database_url=database_url,
         app_database_url=_optional(env, "APP_DATABASE_URL"),
         db_app_role=env.get("DB_APP_ROLE", "scca_app").strip() or "scca_app",

@@ -9,6 +9,8 @@
 - a control channel, so an edit, delete or stop on one instance cancels the generation
   running on another; the canceller then waits until that generation has ended, so no
   token of a discarded reply is emitted after `conversation-truncated`.
+Neither carries clear text: the mirror is sealed chunks (`sealed_mirror`), the control
+channel's messages are sealed and checked for replay (`sealed_channel`).
 The lock that decides who may write stays in PostgreSQL (see `server.replies`).
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from typing import Protocol
@@ -27,8 +28,10 @@ from protocol.socket_events import GeneratingState
 from server.service.generations import CancelMode, LocalGenerations, RunningGeneration
 from server.service.redis_errors import REDIS_ERRORS
 from server.service.reply_liveness import LostReply, RedisLiveness
+from server.service.sealed_channel import SealedChannel
+from server.service.sealed_mirror import SealedMirror
 
-__all__ = ["GenerationTracker", "LocalTracker", "LostReply", "RedisTracker"]
+__all__ = ["GenerationTracker", "LocalTracker", "LostReply", "RedisTracker", "control_channel"]
 
 _LOG = logging.getLogger(__name__)
 _CANCEL_WAIT_S = 5.0
@@ -139,6 +142,11 @@ class LocalTracker:
         await asyncio.Event().wait()
 
 
+def control_channel(prefix: str) -> str:
+    """The Redis channel on which instances ask each other to cancel replies."""
+    return f"{prefix}generation-control"
+
+
 class RedisTracker:
     """Many instances: running replies mirrored in Redis, cancellation over pub/sub."""
 
@@ -147,14 +155,18 @@ class RedisTracker:
         client: redis_asyncio.Redis,
         generations: LocalGenerations,
         *,
+        control: SealedChannel,
+        mirror: SealedMirror,
         ttl_s: float,
         prefix: str = "scca:",
     ) -> None:
         self._redis = client
+        self._control = control
+        self._mirror = mirror
         self._generations = generations
         self._ttl_ms = int(ttl_s * 1000)
         self._prefix = prefix
-        self._channel = f"{prefix}generation-control"
+        self._channel = control_channel(prefix)
         self._delete = client.register_script(_DELETE_IF_OWNER)
         self._append = client.register_script(_APPEND_IF_OWNER)
         self._liveness = RedisLiveness(client, prefix=prefix)
@@ -186,7 +198,14 @@ class RedisTracker:
                 },
             )
             if generation.partial:
-                pipe.set(text, generation.partial)
+                chunk = self._mirror.chunk(
+                    generation.conversation_id,
+                    generation.owner,
+                    0,
+                    generation.token_index,
+                    generation.partial,
+                )
+                pipe.set(text, chunk)
                 pipe.pexpire(text, self._ttl_ms)
             pipe.pexpire(meta, self._ttl_ms)
             await pipe.execute()
@@ -194,10 +213,14 @@ class RedisTracker:
     async def progressed(self, generation: RunningGeneration, token: str) -> bool:
         meta, text = self._keys(generation.conversation_id)
         mark = self._liveness.mark_key(generation.conversation_id)
+        index = generation.token_index
+        chunk = self._mirror.chunk(
+            generation.conversation_id, generation.owner, index - 1, index, token
+        )
         try:
             appended = await self._append(
                 keys=[meta, text, mark],
-                args=[str(generation.owner), generation.token_index, token, self._ttl_ms],
+                args=[str(generation.owner), index, chunk, self._ttl_ms],
             )
             if appended == 0:
                 return False
@@ -233,7 +256,7 @@ class RedisTracker:
         (if it was only stalled) to stop."""
         await self._liveness.forget(lost, lost=True)
         await self._forget_mirror(lost.conversation_id, lost.owner)
-        message = json.dumps(
+        message = self._control.dumps(
             {"conversationId": str(lost.conversation_id), "mode": CancelMode.DISCARD.value}
         )
         with contextlib.suppress(*REDIS_ERRORS):
@@ -255,15 +278,15 @@ class RedisTracker:
             return None  # absent, or not whole: nothing to resume from
         try:
             sequence, token_index = int(fields[b"sequence"]), int(fields[b"tokenIndex"])
+            owner = uuid.UUID(fields[b"owner"].decode())
         except ValueError:
             return None
         if token_index > 0 and not partial:
             return None  # the text was lost apart from its record
-        return GeneratingState(
-            sequence=sequence,
-            partial=(partial or b"").decode("utf-8", errors="replace"),
-            token_index=token_index,
-        )
+        resumed = self._mirror.read(conversation_id, owner, partial or b"", token_index)
+        if resumed is None:
+            return None
+        return GeneratingState(sequence=sequence, partial=resumed, token_index=token_index)
 
     async def _running_elsewhere(self, conversation_id: uuid.UUID) -> bool:
         meta, _ = self._keys(conversation_id)
@@ -276,7 +299,9 @@ class RedisTracker:
         try:
             if not await self._running_elsewhere(conversation_id):
                 return False
-            message = json.dumps({"conversationId": str(conversation_id), "mode": mode.value})
+            message = self._control.dumps(
+                {"conversationId": str(conversation_id), "mode": mode.value}
+            )
             await self._redis.publish(self._channel, message)
             async with asyncio.timeout(_CANCEL_WAIT_S):
                 # Polling Redis: the other instance's end is only visible there.
@@ -320,7 +345,7 @@ class RedisTracker:
         if not isinstance(data, bytes | str):
             return
         try:
-            body = json.loads(data)
+            body = self._control.loads(data)
             conversation_id = uuid.UUID(body["conversationId"])
             mode = CancelMode(body["mode"])
         except (ValueError, KeyError, TypeError):

@@ -71,6 +71,14 @@ class Metrics:
             "Sockets sent their conversation's state and missed messages after a gap",
             registry=self.registry,
         )
+        self.sealed_rejected = Counter(
+            "scca_sealed_rejected_total",
+            "Pub/sub messages and resume mirrors dropped: forged (do not open with an"
+            " accepted secret), stale (sealed too long ago), replayed (seen before) or"
+            " incomplete (a mirror's chunks do not add up)",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
         self.database_latency = Gauge(
             "scca_database_latency_seconds",
             "Round trip of SELECT 1 at scrape time",
@@ -94,6 +102,10 @@ class Metrics:
 
     def event_out(self, event: ServerEvent) -> None:
         self.events_out.labels(event.value).inc()
+
+    def sealed_rejected_on(self, channel: str) -> Callable[[str], None]:
+        """What a sealed channel or mirror calls with the reason it dropped something."""
+        return lambda reason: self.sealed_rejected.labels(channel, reason).inc()
 
     def error(self, code: str, transport: str) -> None:
         """An error answered to a client; `transport` is "socket" or "rest"."""

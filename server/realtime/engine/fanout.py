@@ -25,6 +25,8 @@ in for it); `engineio.AsyncServer._async["websocket"]`, the aiohttp `WebSocket`'
 (bound to the `AsyncSocket`), `server`, `_sock` and `__call__(environ)`; `create_queue`;
 `AsyncSocket.upgraded/closing/closed/queue`, `poll` draining the queue; `manager.rooms`,
 `get_participants`, `server._send_eio_packet(eio_sid, pkt)`, `Packet.data_is_binary`,
+`BaseManager.set_server` assigning `json`, which `_publish` and `_thread` encode and decode
+pub/sub messages with,
 `Packet.json` and the EVENT text encoding; `base_server` setting `packet_class` before
 `manager.set_server(server)`; `AsyncPubSubManager._handle_emit` calling the `emit` below it.
 """
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import engineio
 import msgspec
@@ -55,6 +57,7 @@ __all__ = [
     "ChatEngineServer",
     "FastEmitManager",
     "FastRedisManager",
+    "PubSubCodec",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -220,6 +223,15 @@ class FastEmitManager(socketio.AsyncManager):  # type: ignore[misc]
                 await self.server._send_eio_packet(eio_sid, pkt)
 
 
+class PubSubCodec(Protocol):
+    """What turns a pub/sub message into the bytes Redis carries, and back; `loads`
+    raises for a message to drop (python-socketio's listener drops it)."""
+
+    def dumps(self, obj: Any) -> bytes | str: ...
+
+    def loads(self, raw: bytes | str) -> Any: ...
+
+
 class FastRedisManager(
     ReportingRedisListener,
     socketio.AsyncRedisManager,  # type: ignore[misc]
@@ -230,4 +242,16 @@ class FastRedisManager(
     Method order puts FastEmitManager.emit right under the pub/sub layer, so both local
     delivery of our own emits and delivery of other instances' emits use it; the listener
     reconnects quickly and reports the events it may have missed (`pubsub_listener`).
+    Every message crosses Redis through `codec` (the server seals them).
     """
+
+    def __init__(self, *args: Any, codec: PubSubCodec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._codec = codec
+        self.json = codec
+
+    def set_server(self, server: Any) -> None:
+        super().set_server(server)
+        # BaseManager.set_server replaces `json` (which `_publish` and the listener use)
+        # with the packet class's: the constructor's `json=` would never take effect.
+        self.json = self._codec

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import redis.asyncio as redis_asyncio
+from sealed_tracker import sealed_tracker
 
 from protocol.socket_events import GeneratingState
 from server.service.generation_tracker import RedisTracker
@@ -17,7 +18,7 @@ from server.service.generations import LocalGenerations, RunningGeneration
 
 
 def _tracker(redis_client: redis_asyncio.Redis, prefix: str) -> RedisTracker:
-    return RedisTracker(redis_client, LocalGenerations(), ttl_s=30, prefix=prefix)
+    return sealed_tracker(redis_client, LocalGenerations(), prefix=prefix)
 
 
 async def _stream(tracker: RedisTracker, generation: RunningGeneration, *tokens: str) -> None:

@@ -9,8 +9,8 @@ import uuid
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from sealed_tracker import sealed_tracker
 
-from server.service.generation_tracker import RedisTracker
 from server.service.generations import CancelMode, LocalGenerations, RunningGeneration
 from server.service.reply_liveness import LostReply, RedisLiveness
 
@@ -125,7 +125,7 @@ async def test_a_taken_over_reply_is_fenced_and_the_next_one_is_not(
 ) -> None:
     prefix = _prefix()
     generations = LocalGenerations()
-    tracker = RedisTracker(redis_client, generations, ttl_s=30, prefix=prefix)
+    tracker = sealed_tracker(redis_client, generations, prefix=prefix)
     liveness = RedisLiveness(redis_client, prefix=prefix, alive_ttl_s=WINDOW_S)
     stalled = _reply()
     generations.add(stalled)
@@ -144,7 +144,7 @@ async def test_a_taken_over_reply_is_fenced_and_the_next_one_is_not(
     assert stalled.cancel_mode is CancelMode.DISCARD
     generations.remove(stalled)
     assert (
-        await RedisTracker(redis_client, LocalGenerations(), ttl_s=30, prefix=prefix).snapshot(
+        await sealed_tracker(redis_client, LocalGenerations(), prefix=prefix).snapshot(
             stalled.conversation_id
         )
         is None

@@ -909,16 +909,35 @@ async def test_a_session_without_a_handshake_expires_and_a_closed_one_cancels_it
         await silent.close()
 
 
+class _MarkingCodec:
+    """A codec whose output is recognisable: what the server's sealing codec stands for."""
+
+    MARK = "codec:"
+
+    def dumps(self, obj: Any) -> str:
+        return self.MARK + json.dumps(obj)
+
+    def loads(self, raw: bytes | str) -> Any:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not text.startswith(self.MARK):
+            raise ValueError("not ours")
+        return json.loads(text[len(self.MARK) :])
+
+
 class _LoopbackRedisManager(FastRedisManager):
     """FastRedisManager with Redis replaced by an in-process channel: only the two transport
-    methods every pub/sub backend of python-socketio implements are swapped."""
+    methods every pub/sub backend of python-socketio implements are swapped, and what
+    `_publish` puts on the bus is encoded with `self.json` exactly as the library's is."""
 
     def __init__(self) -> None:
-        super().__init__("redis://127.0.0.1:9/0", channel="contract")
+        super().__init__("redis://127.0.0.1:9/0", channel="contract", codec=_MarkingCodec())
         self.bus: asyncio.Queue[str] = asyncio.Queue()
+        self.carried: list[str] = []
 
     async def _publish(self, data: Any) -> None:
-        await self.bus.put(self.json.dumps(data))
+        encoded = self.json.dumps(data)
+        self.carried.append(encoded)
+        await self.bus.put(encoded)
 
     async def _listen(self) -> AsyncIterator[str]:
         while True:
@@ -987,6 +1006,17 @@ async def test_the_pubsub_listener_dispatches_callbacks_and_emits() -> None:
             "(the method right under the pub/sub layer)"
         )
 
+        assert manager.carried and all(
+            carried.startswith(_MarkingCodec.MARK) for carried in manager.carried
+        ), f"{_PUBSUB}: messages no longer cross the channel through the manager's codec"
+        dropped = manager.direct_frames
+        await manager.bus.put(json.dumps(peer_emit))  # clear JSON, as a forger would send
+        await manager._publish({**peer_emit, "data": [{"n": 3}]})
+        assert await _text(ws, "AsyncPubSubManager._thread") == '42["from-peer",{"n":3}]', (
+            f"{_PUBSUB}._thread: a message its codec refuses was not dropped"
+        )
+        assert manager.direct_frames == dropped + 1
+
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
         assert await pubsub_listener_state(sio) == "listener stopped", (
@@ -1012,4 +1042,3 @@ def test_the_redis_listener_iterates_the_retrying_subscription_we_replace() -> N
         FastRedisManager._redis_listen_with_retries
         is not socketio.AsyncRedisManager._redis_listen_with_retries
     ), "FastRedisManager no longer puts the reporting listener before the library's"
-

@@ -1,4 +1,4 @@
--- schema-version: 2
+-- schema-version: 3
 --
 -- The whole database of the chat server: tables, indexes, row-level security
 -- policies, the login lookup function and the application's grants.
@@ -51,6 +51,9 @@ CREATE TABLE users (
     CONSTRAINT users_email_lowercase CHECK (email = lower(email))
 );
 
+-- wrapped_data_key is the user's data key wrapped for this session; it is blanked
+-- ('') when the session is revoked and, by blank_expired_session_keys(), once it has
+-- expired: a row kept for the record holds no key material.
 CREATE TABLE sessions (
     id               uuid        PRIMARY KEY,
     user_id          uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -63,9 +66,19 @@ CREATE TABLE sessions (
     user_agent       text
 );
 CREATE INDEX sessions_user_id_idx ON sessions (user_id);
+-- The sessions that still hold a key, by expiry: what the expiry sweep looks for.
+CREATE INDEX sessions_key_expiry_idx
+    ON sessions (expires_at) WHERE wrapped_data_key <> ''::bytea;
 
 -- Every append rewrites this row (message_count, merkle_root, updated_at):
 -- leave room on each page so the new version can often stay on it.
+--
+-- Titles are content (DESIGN "Trust boundary"): sealed_title holds the title
+-- encrypted under the conversation's key (AES-256-GCM, bound to the conversation,
+-- its key version and the purpose). title is the clear text of rows written before
+-- version 3, kept only until the chat service, holding the owner's data key at their
+-- next login or read, seals it and sets title to NULL; the application may not insert
+-- it (see the grants), and a row never holds both.
 CREATE TABLE conversations (
     id            uuid        PRIMARY KEY,
     user_id       uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -78,15 +91,21 @@ CREATE TABLE conversations (
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
     deleted_at    timestamptz,
+    sealed_title  bytea,
     -- Target of the (conversation_id, user_id) foreign keys below: a row that
     -- hangs off a conversation must carry that conversation's real owner, so
     -- nobody can attach rows to a conversation id they happen to know.
-    CONSTRAINT conversations_id_user_id_key UNIQUE (id, user_id)
+    CONSTRAINT conversations_id_user_id_key UNIQUE (id, user_id),
+    CONSTRAINT conversations_one_title CHECK (title IS NULL OR sealed_title IS NULL)
 ) WITH (fillfactor = 85);
 CREATE INDEX conversations_user_updated_idx
     ON conversations (user_id, updated_at DESC, id) WHERE deleted_at IS NULL;
 CREATE INDEX conversations_user_deleted_idx
     ON conversations (user_id, deleted_at) WHERE deleted_at IS NOT NULL;
+-- The clear titles left from version 2: each read looks here first, so it must cost
+-- nothing once they are all sealed.
+CREATE INDEX conversations_legacy_title_idx
+    ON conversations (user_id) WHERE title IS NOT NULL;
 
 -- One row per message. Columns are ordered widest-alignment first so the
 -- fixed part of a row packs without padding. user_id is the conversation's
@@ -302,6 +321,62 @@ $fn$;
 REVOKE ALL ON FUNCTION purge_deleted_conversations(timestamptz, integer) FROM PUBLIC;
 ALTER FUNCTION purge_deleted_conversations(timestamptz, integer) OWNER TO scca_purge;
 
+-- Version 3: sealed titles (above) and the expiry sweep of session keys (see
+-- migrations/003_sealed_titles_session_sweep.sql).
+
+DO $role$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'scca_session_sweep') THEN
+        CREATE ROLE scca_session_sweep
+            NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
+    END IF;
+EXCEPTION
+    -- Roles are cluster-wide: another database may be creating it at this moment.
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$role$;
+
+-- It sees expired sessions only, and may only write an empty key into them.
+CREATE POLICY sessions_key_sweep ON sessions TO scca_session_sweep
+    USING (expires_at <= now())
+    WITH CHECK (expires_at <= now() AND wrapped_data_key = ''::bytea);
+
+GRANT USAGE ON SCHEMA public TO scca_session_sweep;
+GRANT SELECT (id, expires_at, wrapped_data_key) ON sessions TO scca_session_sweep;
+GRANT UPDATE (wrapped_data_key) ON sessions TO scca_session_sweep;
+
+CREATE FUNCTION blank_expired_session_keys(p_max_rows integer)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+DECLARE
+    blanked integer;
+BEGIN
+    IF p_max_rows IS NULL OR p_max_rows < 1 THEN
+        RAISE EXCEPTION 'blank_expired_session_keys: a positive max_rows required'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Oldest first; rows another transaction holds are left for the next call.
+    UPDATE public.sessions AS s
+    SET wrapped_data_key = ''::bytea
+    WHERE s.id IN (
+        SELECT e.id
+        FROM public.sessions AS e
+        WHERE e.expires_at <= pg_catalog.now() AND e.wrapped_data_key <> ''::bytea
+        ORDER BY e.expires_at
+        LIMIT p_max_rows
+        FOR UPDATE SKIP LOCKED
+    );
+    GET DIAGNOSTICS blanked = ROW_COUNT;
+    RETURN blanked;
+END
+$fn$;
+REVOKE ALL ON FUNCTION blank_expired_session_keys(integer) FROM PUBLIC;
+ALTER FUNCTION blank_expired_session_keys(integer) OWNER TO scca_session_sweep;
+
 -- @every-apply -----------------------------------------------------------------
 -- Grants for the application role, reset to exactly this list on every apply.
 
@@ -322,9 +397,13 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT ON sessions TO %I', app);
     EXECUTE format('GRANT UPDATE (wrapped_data_key, last_seen_at, revoked_at)'
                    ' ON sessions TO %I', app);
-    EXECUTE format('GRANT SELECT, INSERT, DELETE ON conversations TO %I', app);
-    EXECUTE format('GRANT UPDATE (title, message_count, merkle_root, wrapped_key, key_version,'
-                   ' updated_at, deleted_at) ON conversations TO %I', app);
+    EXECUTE format('GRANT SELECT, DELETE ON conversations TO %I', app);
+    -- No clear title in a new row: sealed_title only. (UPDATE of title remains, to
+    -- blank the clear titles of version 2 once they are sealed.)
+    EXECUTE format('GRANT INSERT (id, user_id, model, wrapped_key, key_version, sealed_title)'
+                   ' ON conversations TO %I', app);
+    EXECUTE format('GRANT UPDATE (title, sealed_title, message_count, merkle_root, wrapped_key,'
+                   ' key_version, updated_at, deleted_at) ON conversations TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT, DELETE ON messages TO %I', app);
     EXECUTE format('GRANT UPDATE (token, link) ON messages TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON generation_locks TO %I', app);
@@ -334,5 +413,6 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION find_user_for_login(text) TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION purge_deleted_conversations(timestamptz, integer)'
                    ' TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION blank_expired_session_keys(integer) TO %I', app);
 END
 $grants$;

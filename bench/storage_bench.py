@@ -66,7 +66,7 @@ async def _new_conversation(pool: Any, user_id: uuid.UUID) -> uuid.UUID:
             con,
             conversation_id=conversation_id,
             user_id=user_id,
-            title="bench",
+            sealed_title=None,
             model="bench-model",
             wrapped_key=os.urandom(60),
         )

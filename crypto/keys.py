@@ -7,9 +7,11 @@ Hierarchy (see DESIGN "Keys"):
   (``context`` = the conversation id), and :func:`derive_conversation_keys` turns it into
   separate encryption and integrity keys. Destroying the wrapped conversation key shreds
   the conversation;
-* a password change unwraps the data key with the old KEK and wraps it with the new one;
-  no message is touched;
-* at login the data key is wrapped for the session under :func:`session_wrapping_key`.
+* a password change replaces the data key with a new random one and re-wraps every
+  conversation key under it; no message is touched;
+* at login the data key is wrapped for the session under :func:`session_wrapping_key`;
+* short fields a person writes about a conversation (its title) are sealed under that
+  conversation's keys with :func:`seal_field`.
 
 Legacy conversations written by the seed use :func:`seed_v1_keys` instead.
 """
@@ -29,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from crypto.exceptions import KeyUnwrapError, WeakSecretError
+from crypto.exceptions import InvalidToken, KeyUnwrapError, WeakSecretError
 
 __all__ = [
     "KEK_MEMORY_COST",
@@ -42,6 +44,8 @@ __all__ = [
     "derive_kek",
     "new_key",
     "new_salt",
+    "open_field",
+    "seal_field",
     "seed_v1_keys",
     "session_wrapping_key",
     "unwrap_key",
@@ -71,6 +75,9 @@ _INFO_SESSION = b"scca/v2/session-wrapping-key\x00"
 _INFO_CONV_ENC = b"scca/v2/conversation/enc\x00"
 _INFO_CONV_INT = b"scca/v2/conversation/integrity\x00"
 _MAX_KEY_VERSION = 0xFFFFFFFF
+# Associated data of a sealed field starts with this label: a message token's starts
+# with its own version byte 2, a wrapped key's with _WRAP_HEADER and its context label.
+_FIELD_LABEL = b"scca/v2/sealed-field\x00"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -179,6 +186,38 @@ def unwrap_key(wrapping_key: bytes, wrapped: bytes, *, context: bytes) -> bytes:
         return AESGCM(wrapping_key).decrypt(nonce, sealed, _WRAP_HEADER + context)
     except InvalidTag:
         raise KeyUnwrapError("authentication failed") from None
+
+
+def seal_field(keys: ConversationKeys, plaintext: bytes, *, context: bytes) -> bytes:
+    """Encrypt a short field (a title) under a conversation's encryption key.
+
+    Same layout as :func:`wrap_key`: version(1) = 1, nonce(12), ciphertext + tag(16). The
+    associated data is the version byte, a label of its own and ``context`` (which names
+    the conversation, key version and purpose), so a sealed field copied to another
+    conversation, version or purpose does not open. The nonce is random, as for message
+    tokens under the same key.
+    """
+    nonce = os.urandom(_WRAP_NONCE_SIZE)
+    sealed = keys.aead.encrypt(nonce, plaintext, _WRAP_HEADER + _FIELD_LABEL + context)
+    return _WRAP_HEADER + nonce + sealed
+
+
+def open_field(keys: ConversationKeys, sealed: bytes, *, context: bytes) -> bytes:
+    """Reverse :func:`seal_field`; raises :class:`InvalidToken` on any mismatch or damage.
+
+    (A sealed field is a small token of its own: it fails the way a message token does.)
+    """
+    if len(sealed) < 1 + _WRAP_NONCE_SIZE + _TAG_SIZE:
+        raise InvalidToken("sealed field too short")
+    if sealed[0] != _WRAP_VERSION:
+        raise InvalidToken("unknown sealed field version")
+    nonce = sealed[1 : 1 + _WRAP_NONCE_SIZE]
+    try:
+        return keys.aead.decrypt(
+            nonce, sealed[1 + _WRAP_NONCE_SIZE :], _WRAP_HEADER + _FIELD_LABEL + context
+        )
+    except InvalidTag:
+        raise InvalidToken("sealed field authentication failed") from None
 
 
 def _hkdf(secret: bytes, info: bytes) -> bytes:

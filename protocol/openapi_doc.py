@@ -83,8 +83,9 @@ _ROUTES = (
            "sockets [ext]", None, 204, None),
     _Route("get", "/api/auth/me", "me", "auth", "The account and its sessions [ext]", None, 200,
            rest.MeResponse),
-    _Route("post", "/api/auth/password", "changePassword", "auth", "Change the password; other "
-           "sessions are revoked [ext]", rest.PasswordChangeRequest, 204, None),
+    _Route("post", "/api/auth/password", "changePassword", "auth", "Change the password and "
+           "the data key; other sessions are revoked [ext]", rest.PasswordChangeRequest, 204,
+           None, (409,), note=(409, "Another password change won the race (CONFLICT).")),
     _Route("get", _C, "listConversations", "conversations", "The caller's conversations, last "
            "updated first", None, 200, rest.ConversationList, params=("limit", "offset")),
     _Route("post", _C, "createConversation", "conversations", "Create a conversation",

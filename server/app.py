@@ -59,7 +59,7 @@ from server.rest.health import health_routes
 from server.rest.http import error_middleware
 from server.rest.metrics import metrics_handler
 from server.rest.privacy import privacy_routes
-from server.service.accounts import Accounts
+from server.service.accounts import Accounts, session_key_sweep_loop
 from server.service.chat import ChatService
 from server.service.connected_sockets import ConnectedSockets
 from server.service.event_limits import EventLimiter
@@ -345,10 +345,14 @@ def _redis_tracker(app: web.Application) -> RedisTracker:
 
 
 def _background_tasks(app: web.Application, revoker: SessionRevoker) -> list[asyncio.Task[None]]:
-    """The instance's loops: the session sweep, the generation control channel, the purge."""
+    """The instance's loops: the session sweeps, the generation control channel, the purge."""
     settings = app[SETTINGS]
     return [
         asyncio.create_task(revoker.run(settings.session_check_interval_s), name="session-sweep"),
+        asyncio.create_task(
+            session_key_sweep_loop(app[ACCOUNTS], settings.session_key_sweep_interval_s),
+            name="session-key-sweep",
+        ),
         asyncio.create_task(app[TRACKER].run(), name="generation-control"),
         asyncio.create_task(
             purge_loop(

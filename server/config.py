@@ -70,6 +70,7 @@ class Settings:
     privacy_batch_size: int = 500
     trust_proxy: bool = False
     purge_interval_s: float = 3600.0
+    session_key_sweep_interval_s: float = 60.0
 
     @property
     def engineio_path(self) -> str:
@@ -269,6 +270,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         privacy_batch_size=_int(env, "PRIVACY_BATCH_SIZE", 500, low=1, high=100_000),
         purge_retention_days=_int(env, "PURGE_RETENTION_DAYS", 30, low=1, high=3650),
         purge_interval_s=_float(env, "PURGE_INTERVAL_S", 3600.0, low=10.0, high=7 * 86400.0),
+        session_key_sweep_interval_s=_float(
+            env, "SESSION_KEY_SWEEP_INTERVAL_S", 60.0, low=1.0, high=86400.0
+        ),
         limits=EventLimits(
             sends=_int(env, "RATE_SENDS_PER_MIN", 60, low=1, high=1_000_000),
             edits=_int(env, "RATE_EDITS_PER_MIN", 60, low=1, high=1_000_000),

@@ -1,7 +1,12 @@
-"""Conversations: the head row (count, last chain link, wrapped key) per chat."""
+"""Conversations: the head row (count, last chain link, wrapped key, title) per chat.
+
+Titles are written sealed (``sealed_title``); the clear ``title`` column is only read,
+and blanked, for rows written before schema version 3 (:func:`list_clear_titles`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -14,22 +19,29 @@ __all__ = [
     "create_conversation",
     "get_conversation",
     "hard_delete_conversation",
+    "list_clear_titles",
     "list_conversations",
     "list_deleted_before",
+    "lock_every_conversation",
     "rename_conversation",
+    "rewrap_conversation_keys",
+    "seal_clear_titles",
     "set_head",
     "set_wrapped_key",
     "soft_delete_conversation",
 ]
 
+# Every query that builds a ConversationRecord names these columns, in this order:
+#   id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,
+#   created_at, updated_at, deleted_at, sealed_title
 _SELECT_LIVE = (
     "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at"
+    " created_at, updated_at, deleted_at, sealed_title"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
 )
 _SELECT_LIVE_FOR_UPDATE = (
     "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at"
+    " created_at, updated_at, deleted_at, sealed_title"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
 )
 
@@ -40,20 +52,20 @@ async def create_conversation(
     *,
     conversation_id: UUID,
     user_id: UUID,
-    title: str | None,
+    sealed_title: bytes | None,
     model: str,
     wrapped_key: bytes,
     key_version: int = 1,
 ) -> ConversationRecord:
     """Create an empty conversation owned by ``user_id`` (the transaction's identity)."""
     row = await con.fetchrow(
-        "INSERT INTO conversations (id, user_id, title, model, wrapped_key, key_version)"
+        "INSERT INTO conversations (id, user_id, sealed_title, model, wrapped_key, key_version)"
         " VALUES ($1, $2, $3, $4, $5, $6)"
         " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at",
+        " key_version, created_at, updated_at, deleted_at, sealed_title",
         conversation_id,
         user_id,
-        title,
+        sealed_title,
         model,
         wrapped_key,
         key_version,
@@ -69,7 +81,7 @@ async def list_conversations(
     """The identity's live conversations, most recently updated first."""
     rows = await con.fetch(
         "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at"
+        " key_version, created_at, updated_at, deleted_at, sealed_title"
         " FROM conversations WHERE deleted_at IS NULL"
         " ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
         limit,
@@ -102,16 +114,17 @@ async def get_conversation(
 
 @convert_errors()
 async def rename_conversation(
-    con: Connection, conversation_id: UUID, title: str | None
+    con: Connection, conversation_id: UUID, sealed_title: bytes | None
 ) -> ConversationRecord | None:
-    """Set a live conversation's title; None if there is no such conversation."""
+    """Set a live conversation's sealed title (None: no title); drops a clear one left
+    from version 2. None if there is no such conversation."""
     row = await con.fetchrow(
-        "UPDATE conversations SET title = $2, updated_at = now()"
+        "UPDATE conversations SET sealed_title = $2, title = NULL, updated_at = now()"
         " WHERE id = $1 AND deleted_at IS NULL"
         " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at",
+        " key_version, created_at, updated_at, deleted_at, sealed_title",
         conversation_id,
-        title,
+        sealed_title,
     )
     return None if row is None else ConversationRecord(**row)
 
@@ -143,7 +156,7 @@ async def soft_delete_conversation(con: Connection, conversation_id: UUID) -> da
     :func:`hard_delete_conversation`.
     """
     deleted_at: datetime | None = await con.fetchval(
-        "UPDATE conversations SET deleted_at = now(), title = NULL"
+        "UPDATE conversations SET deleted_at = now(), title = NULL, sealed_title = NULL"
         " WHERE id = $1 AND deleted_at IS NULL RETURNING deleted_at",
         conversation_id,
     )
@@ -196,3 +209,75 @@ async def list_deleted_before(con: Connection, cutoff: datetime) -> list[UUID]:
         cutoff,
     )
     return [row["id"] for row in rows]
+
+
+@convert_errors()
+async def list_clear_titles(con: Connection) -> list[ConversationRecord]:
+    """The identity's conversations that still hold a clear title (written before schema
+    version 3), locked for sealing.
+
+    Rows another transaction has locked are skipped (FOR UPDATE SKIP LOCKED): they are
+    sealed at a later call, and no reader ever waits here. Cheap when there are none
+    (a partial index holds exactly these rows).
+    """
+    rows = await con.fetch(
+        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
+        " key_version, created_at, updated_at, deleted_at, sealed_title"
+        " FROM conversations WHERE title IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
+    )
+    return [ConversationRecord(**row) for row in rows]
+
+
+@convert_errors()
+async def seal_clear_titles(con: Connection, sealed: Sequence[tuple[UUID, bytes]]) -> int:
+    """Store ``(conversation id, sealed title)`` pairs and blank those rows' clear title,
+    in one statement. A row whose clear title is already gone is left alone. Returns how
+    many rows were sealed.
+
+    ``updated_at`` is left alone: sealing a title is not activity in the conversation.
+    """
+    if not sealed:
+        return 0
+    ids, titles = zip(*sealed, strict=True)
+    status = await con.execute(
+        "UPDATE conversations AS c SET sealed_title = u.sealed_title, title = NULL"
+        " FROM unnest($1::uuid[], $2::bytea[]) AS u(id, sealed_title)"
+        " WHERE c.id = u.id AND c.title IS NOT NULL",
+        list(ids),
+        list(titles),
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+@convert_errors()
+async def lock_every_conversation(con: Connection) -> list[ConversationRecord]:
+    """Every conversation of the identity, live and soft-deleted, locked FOR UPDATE in
+    id order (so two lockers never deadlock), for re-wrapping their keys."""
+    rows = await con.fetch(
+        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
+        " key_version, created_at, updated_at, deleted_at, sealed_title"
+        " FROM conversations ORDER BY id FOR UPDATE"
+    )
+    return [ConversationRecord(**row) for row in rows]
+
+
+@convert_errors()
+async def rewrap_conversation_keys(con: Connection, wrapped: Sequence[tuple[UUID, bytes]]) -> int:
+    """Replace the wrapped key of many conversations (``(id, wrapped key)`` pairs) in one
+    statement; the key version and every message stay as they are.
+
+    Raises :class:`NotFound` unless every listed conversation exists.
+    """
+    if not wrapped:
+        return 0
+    ids, keys = zip(*wrapped, strict=True)
+    status = await con.execute(
+        "UPDATE conversations AS c SET wrapped_key = u.wrapped_key"
+        " FROM unnest($1::uuid[], $2::bytea[]) AS u(id, wrapped_key) WHERE c.id = u.id",
+        list(ids),
+        list(keys),
+    )
+    changed = int(status.rsplit(" ", 1)[-1])
+    if changed != len(wrapped):
+        raise NotFound(f"{len(wrapped) - changed} conversations")
+    return changed

@@ -45,7 +45,7 @@ REPORTED_TABLES = (
 
 _SELECT_FOR_SHARE = (
     "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at"
+    " created_at, updated_at, deleted_at, sealed_title"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL FOR SHARE"
 )
 
@@ -111,19 +111,23 @@ async def set_conversation_key(
     wrapped_key: bytes,
     key_version: int,
     merkle_root: bytes | None,
+    sealed_title: bytes | None,
 ) -> None:
-    """Install a rotated key and the chain head recomputed under it.
+    """Install a rotated key, the chain head recomputed under it and the title sealed
+    under it (a clear title left from version 2 is dropped: it is sealed now).
 
     ``updated_at`` is left alone: rotating a key is not activity in the conversation.
     Raises :class:`NotFound` if the live conversation does not exist.
     """
     status = await con.execute(
-        "UPDATE conversations SET wrapped_key = $2, key_version = $3, merkle_root = $4"
+        "UPDATE conversations SET wrapped_key = $2, key_version = $3, merkle_root = $4,"
+        " sealed_title = $5, title = NULL"
         " WHERE id = $1 AND deleted_at IS NULL",
         conversation_id,
         wrapped_key,
         key_version,
         merkle_root,
+        sealed_title,
     )
     if status == "UPDATE 0":
         raise NotFound(f"conversation {conversation_id}")

@@ -45,7 +45,13 @@ class SessionRecord:
 
 @dataclass(frozen=True, slots=True)
 class ConversationRecord:
-    """A conversation's head: message count, last chain link, wrapped key."""
+    """A conversation's head: message count, last chain link, wrapped key, title.
+
+    As read from the database, ``title`` is the clear title of a row written before
+    schema version 3 that is not sealed yet (else None) and ``sealed_title`` the title
+    sealed under the conversation's key. The chat service hands records on with
+    ``title`` set to the opened title.
+    """
 
     id: UUID
     user_id: UUID
@@ -58,6 +64,7 @@ class ConversationRecord:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    sealed_title: bytes | None
 
 
 @dataclass(frozen=True, slots=True)

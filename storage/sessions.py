@@ -10,16 +10,27 @@ from storage.exceptions import convert_errors
 from storage.records import SessionRecord
 
 __all__ = [
+    "blank_expired_session_keys",
     "create_session",
     "get_active_session",
     "list_active_sessions",
     "revoke_other_sessions",
     "revoke_session",
+    "rewrap_session_key",
     "touch_session",
 ]
 
-# Revocation also destroys the session's copy of the wrapped data key: a
-# revoked row is kept for the record, its key material is not.
+# Revocation and expiry destroy the session's copy of the wrapped data key: a
+# revoked or expired row is kept for the record, its key material is not. Every
+# read below that can return a key asks for a live row (not revoked, not expired),
+# so an expired row's key is never handed out even before the sweep blanks it.
+
+_SELECT_LIVE = (
+    "SELECT id, user_id, wrapped_data_key, created_at, expires_at, last_seen_at,"
+    " revoked_at, ip, user_agent"
+    " FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()"
+)
+_SELECT_LIVE_FOR_SHARE = _SELECT_LIVE + " FOR SHARE"
 
 
 @convert_errors()
@@ -51,24 +62,39 @@ async def create_session(
 
 
 @convert_errors()
-async def get_active_session(con: Connection, session_id: UUID) -> SessionRecord | None:
-    """The session if it exists, is visible, not revoked and not expired."""
-    row = await con.fetchrow(
-        "SELECT id, user_id, wrapped_data_key, created_at, expires_at, last_seen_at,"
-        " revoked_at, ip, user_agent"
-        " FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
-        session_id,
-    )
+async def get_active_session(
+    con: Connection, session_id: UUID, *, for_share: bool = False
+) -> SessionRecord | None:
+    """The session if it exists, is visible, not revoked and not expired.
+
+    ``for_share=True`` locks the row until the transaction ends, so its wrapped key
+    cannot change meanwhile (a password change re-wraps it).
+    """
+    row = await con.fetchrow(_SELECT_LIVE_FOR_SHARE if for_share else _SELECT_LIVE, session_id)
     return None if row is None else SessionRecord(**row)
 
 
 @convert_errors()
 async def touch_session(con: Connection, session_id: UUID) -> None:
-    """Record activity on a live session; does nothing for a revoked or missing one."""
+    """Record activity on a live session; does nothing for a revoked, expired or missing one."""
     await con.execute(
-        "UPDATE sessions SET last_seen_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        "UPDATE sessions SET last_seen_at = now()"
+        " WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
         session_id,
     )
+
+
+@convert_errors()
+async def rewrap_session_key(con: Connection, session_id: UUID, wrapped_data_key: bytes) -> bool:
+    """Replace a live session's wrapped data key (the data key was rotated). False if the
+    session is missing, revoked or expired."""
+    status = await con.execute(
+        "UPDATE sessions SET wrapped_data_key = $2"
+        " WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+        session_id,
+        wrapped_data_key,
+    )
+    return status != "UPDATE 0"
 
 
 @convert_errors()
@@ -105,3 +131,16 @@ async def list_active_sessions(con: Connection, user_id: UUID) -> list[SessionRe
         user_id,
     )
     return [SessionRecord(**row) for row in rows]
+
+
+@convert_errors()
+async def blank_expired_session_keys(con: Connection, limit: int) -> int:
+    """Blank the wrapped data key of up to ``limit`` expired sessions of any user.
+
+    Runs ``blank_expired_session_keys(integer)``, a ``SECURITY DEFINER`` function owned
+    by ``scca_session_sweep``, whose policy reaches expired sessions only and lets it
+    write nothing but an empty key. Rows locked by someone else are skipped and picked
+    up by the next call. Returns how many keys were blanked.
+    """
+    blanked = await con.fetchval("SELECT blank_expired_session_keys($1)", limit)
+    return int(blanked)

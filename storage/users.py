@@ -18,6 +18,16 @@ __all__ = [
 ]
 
 
+_SELECT = (
+    "SELECT id, email, password_hash, kek_salt, wrapped_data_key, created_at"
+    " FROM users WHERE id = $1"
+)
+_SELECT_FOR_UPDATE = (
+    "SELECT id, email, password_hash, kek_salt, wrapped_data_key, created_at"
+    " FROM users WHERE id = $1 FOR NO KEY UPDATE"
+)
+
+
 @convert_errors()
 async def insert_user(
     con: Connection,
@@ -63,13 +73,16 @@ async def find_user_for_login(con: Connection, email: str) -> UserRecord | None:
 
 
 @convert_errors()
-async def get_user(con: Connection, user_id: UUID) -> UserRecord | None:
-    """The account ``user_id``, if visible to the current identity."""
-    row = await con.fetchrow(
-        "SELECT id, email, password_hash, kek_salt, wrapped_data_key, created_at"
-        " FROM users WHERE id = $1",
-        user_id,
-    )
+async def get_user(
+    con: Connection, user_id: UUID, *, for_update: bool = False
+) -> UserRecord | None:
+    """The account ``user_id``, if visible to the current identity.
+
+    ``for_update=True`` locks the row against other changes of its keys until the
+    transaction ends (FOR NO KEY UPDATE: rows that merely reference the account, such as
+    audit entries, can still be added meanwhile).
+    """
+    row = await con.fetchrow(_SELECT_FOR_UPDATE if for_update else _SELECT, user_id)
     return None if row is None else UserRecord(**row)
 
 

@@ -9,6 +9,9 @@ Every adapter (the Socket.IO dialects in `server.realtime`, the REST routes in
 - `accounts.Accounts`: register, log in, authenticate, log out, change password;
 - `privacy.PrivacyService`: export, verify, rotate a key, erase, purge;
 - `keyring`, `stored_messages`: conversation keys and decrypted messages;
+  `conversation_fields` and `titles`: short fields people write (titles), sealed under
+  their conversation's key; `sealed_channel`, `sealed_mirror`: what goes to Redis, sealed;
+  `password_throttle`: guesses at passwords, slowed per account and address;
 - `ratelimit`, `event_limits`: limits per user, event kind and address (Redis-shared);
 - `broadcaster.Broadcaster`: the interface the service emits through;
 - `exceptions` (the errors a client may see) and `error_mapping` (the one place lower

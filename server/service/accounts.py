@@ -3,7 +3,9 @@
 Key hierarchy (see README "Security model"): the password hashes to a PHC Argon2id
 string for login and, with its own salt, to a KEK that wraps the user's random data
 key. At login the data key is re-wrapped for the session under a key derived from the
-server secret and the session id; the JWT carries only `sub` and `sid`.
+server secret and the session id; the JWT carries only `sub` and `sid`. A session's copy
+of the data key is blanked when the session is revoked and, by `session_key_sweep_loop`,
+once it has expired. A password change replaces the data key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -23,9 +26,19 @@ import crypto
 import storage
 from server.service import exceptions as errors
 from server.service.identity import Identity
+from server.service.keyring import rewrap_conversation_keys, session_key_context, user_key_context
+from server.service.titles import seal_clear_titles
 
-__all__ = ["Accounts", "LoginResult", "check_password", "current_user", "normalise_email"]
+__all__ = [
+    "Accounts",
+    "LoginResult",
+    "check_password",
+    "current_user",
+    "normalise_email",
+    "session_key_sweep_loop",
+]
 
+_LOG = logging.getLogger(__name__)
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _BAD_CREDENTIALS = "Invalid email or password"
 
@@ -38,14 +51,8 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-def _user_key_context(user_id: uuid.UUID) -> bytes:
-    return b"user-data-key:" + user_id.bytes
-
 _CSRF_CONTEXT = b"csrf-token:"
-
-def _session_key_context(session_id: uuid.UUID) -> bytes:
-    return b"session-data-key:" + session_id.bytes
-
+_SESSION_KEY_SWEEP_BATCH = 500
 
 
 async def current_user(con: storage.Connection, identity: Identity) -> storage.UserRecord:
@@ -64,6 +71,7 @@ async def check_password(
     naming the `field` when it is wrong."""
     if not await asyncio.to_thread(hasher.verify, user.password_hash, password):
         raise errors.InvalidInput(f"{field}: incorrect password")
+
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
@@ -103,7 +111,7 @@ class Accounts:
             asyncio.to_thread(crypto.derive_kek, password, salt),
         )
         data_key = crypto.new_key()
-        wrapped = crypto.wrap_key(kek, data_key, context=_user_key_context(user_id))
+        wrapped = crypto.wrap_key(kek, data_key, context=user_key_context(user_id))
         try:
             async with storage.user_tx(self._pool, user_id) as con:
                 await storage.insert_user(
@@ -150,18 +158,33 @@ class Accounts:
                 )
             raise errors.Unauthorized(_BAD_CREDENTIALS)
         kek = await asyncio.to_thread(crypto.derive_kek, password, user.kek_salt)
-        data_key = crypto.unwrap_key(kek, user.wrapped_data_key, context=_user_key_context(user.id))
+        data_key = crypto.unwrap_key(kek, user.wrapped_data_key, context=user_key_context(user.id))
         rehash = (
             await asyncio.to_thread(self._hasher.hash, password)
             if self._hasher.needs_rehash(user.password_hash)
             else None
         )
         async with storage.user_tx(self._pool, user.id) as con:
+            # A password change committed since the lookup retired this data key (and
+            # this password): a session must never be opened on it.
+            if not _same_keys(await storage.get_user(con, user.id, for_update=True), user):
+                raise errors.Unauthorized(_BAD_CREDENTIALS)
             if rehash is not None:
                 await storage.update_password_hash(con, user.id, rehash)
             result = await self._open_session(con, user.id, user.email, data_key, ip, user_agent)
+            # The first moment this server holds the data key after an upgrade.
+            await seal_clear_titles(con, self._identity(user.id, result.session_id, data_key))
             await storage.append_audit(con, user_id=user.id, action="login", ip=ip)
         return result
+
+    def _identity(self, user_id: uuid.UUID, session_id: uuid.UUID, data_key: bytes) -> Identity:
+        """The identity of a session this service opens or changes."""
+        return Identity(
+            user_id=user_id,
+            session_id=session_id,
+            data_key=data_key,
+            session_key=crypto.session_wrapping_key(self._secret, session_id),
+        )
 
     async def _open_session(
         self,
@@ -183,7 +206,7 @@ class Accounts:
             session_id=session_id,
             user_id=user_id,
             wrapped_data_key=crypto.wrap_key(
-                session_key, data_key, context=_session_key_context(session_id)
+                session_key, data_key, context=session_key_context(session_id)
             ),
             expires_at=expires_at,
             ip=ip,
@@ -226,11 +249,16 @@ class Accounts:
         session_key = crypto.session_wrapping_key(self._secret, claims.session_id)
         try:
             data_key = crypto.unwrap_key(
-                session_key, session.wrapped_data_key, context=_session_key_context(session.id)
+                session_key, session.wrapped_data_key, context=session_key_context(session.id)
             )
         except crypto.KeyUnwrapError:
             raise errors.Unauthorized("Authentication failed: session key invalid") from None
-        return Identity(user_id=claims.user_id, session_id=claims.session_id, data_key=data_key)
+        return Identity(
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            data_key=data_key,
+            session_key=session_key,
+        )
 
     async def logout(self, identity: Identity, *, ip: str | None) -> None:
         """Revoke the caller's session at once."""
@@ -250,33 +278,86 @@ class Accounts:
     async def change_password(
         self, identity: Identity, current: str, new: str, *, ip: str | None
     ) -> list[uuid.UUID]:
-        """Re-wrap the data key under a KEK from the new password; revoke other sessions.
+        """A new password and a new random data key; other sessions revoked.
 
-        Messages are untouched: they are encrypted under conversation keys wrapped by the
-        data key, which does not change. Returns the revoked session ids.
+        The old password with an old copy of the account row then opens only a retired
+        data key, which opens no current conversation key. In one transaction: the
+        caller's session gets the new data key wrapped for it, every other session is
+        revoked, the account row is checked unchanged since the password was verified
+        (Conflict if another change won), every conversation key is re-wrapped under the
+        new data key (no message is touched) and the account stores the new hash, salt
+        and wrapped key. Returns the revoked session ids.
+
+        Locks go sessions, then account, then conversations, the order of every writer
+        that wraps a key (`keyring.current_identity` first), so none of them deadlocks.
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)
         await check_password(self._hasher, user, current, field="currentPassword")
         salt = crypto.new_salt()
-        new_hash, kek = await asyncio.gather(
-            asyncio.to_thread(self._hasher.hash, new),
+        # The data key being retired comes from the account row and the password just
+        # checked, not from the caller's identity, which may predate another change.
+        old_kek, new_kek, new_hash = await asyncio.gather(
+            asyncio.to_thread(crypto.derive_kek, current, user.kek_salt),
             asyncio.to_thread(crypto.derive_kek, new, salt),
+            asyncio.to_thread(self._hasher.hash, new),
         )
-        wrapped = crypto.wrap_key(kek, identity.data_key, context=_user_key_context(user.id))
+        old_data_key = crypto.unwrap_key(
+            old_kek, user.wrapped_data_key, context=user_key_context(user.id)
+        )
+        data_key = crypto.new_key()
+        session = self._identity(user.id, identity.session_id, data_key)
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            await storage.update_password(
-                con, user.id, password_hash=new_hash, kek_salt=salt, wrapped_data_key=wrapped
+            for_session = crypto.wrap_key(
+                session.session_key, data_key, context=session_key_context(session.session_id)
             )
+            if not await storage.rewrap_session_key(con, session.session_id, for_session):
+                raise errors.Unauthorized("Authentication failed: session expired or revoked")
             revoked = await storage.revoke_other_sessions(con, user.id, identity.session_id)
+            if not _same_keys(await storage.get_user(con, user.id, for_update=True), user):
+                raise errors.Conflict("The password was changed meanwhile; sign in again")
+            try:
+                rewrapped = await rewrap_conversation_keys(con, user.id, old_data_key, data_key)
+            except crypto.KeyUnwrapError:
+                # Damage (or a bug): refusing keeps every conversation as readable as it
+                # was; going on would leave it under a retired key for good.
+                raise errors.Conflict(
+                    "A conversation key does not open; the password was not changed"
+                ) from None
+            await storage.update_password(
+                con,
+                user.id,
+                password_hash=new_hash,
+                kek_salt=salt,
+                wrapped_data_key=crypto.wrap_key(
+                    new_kek, data_key, context=user_key_context(user.id)
+                ),
+            )
             await storage.append_audit(
                 con,
                 user_id=user.id,
                 action="password_change",
-                details={"revokedSessions": len(revoked)},
+                details={"revokedSessions": len(revoked), "rewrappedKeys": rewrapped},
                 ip=ip,
             )
         return revoked
+
+    async def blank_expired_session_keys(
+        self, *, batch_size: int = _SESSION_KEY_SWEEP_BATCH
+    ) -> int:
+        """Blank the wrapped data key of every user's expired sessions; returns how many.
+
+        Goes through the narrow `blank_expired_session_keys` database function (see
+        migrations/003_sealed_titles_session_sweep.sql), in transactions of at most
+        `batch_size` rows. Safe on several instances at once (locked rows are skipped).
+        """
+        total = 0
+        while True:
+            async with storage.anonymous_tx(self._pool) as con:
+                blanked = await storage.blank_expired_session_keys(con, batch_size)
+            total += blanked
+            if blanked < batch_size:
+                return total
 
     async def active_session_ids(
         self, user_id: uuid.UUID, session_ids: list[uuid.UUID]
@@ -286,3 +367,25 @@ class Accounts:
             sessions = await storage.list_active_sessions(con, user_id)
         alive = {s.id for s in sessions}
         return {sid for sid in session_ids if sid in alive}
+
+
+def _same_keys(locked: storage.UserRecord | None, read: storage.UserRecord) -> bool:
+    """Whether the account row locked now still holds the data key read earlier."""
+    return locked is not None and (locked.kek_salt, locked.wrapped_data_key) == (
+        read.kek_salt,
+        read.wrapped_data_key,
+    )
+
+
+async def session_key_sweep_loop(accounts: Accounts, interval_s: float) -> None:
+    """Blank expired sessions' keys now and then every `interval_s` seconds; failures are
+    logged, the loop goes on. (Reads already ignore expired sessions; this takes their
+    key material off the disk's live rows.)"""
+    while True:
+        try:
+            blanked = await accounts.blank_expired_session_keys()
+            if blanked:
+                _LOG.info("blanked the keys of %d expired sessions", blanked)
+        except storage.StorageError as exc:
+            _LOG.warning("session key sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(interval_s)

@@ -7,6 +7,7 @@ conversation of someone else is indistinguishable from a missing one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -33,11 +34,17 @@ from server.service.broadcaster import Broadcaster
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode, RunningGeneration
 from server.service.identity import Identity
-from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.service.keyring import (
+    current_identity,
+    new_wrapped_conversation_key,
+    open_conversation_keys,
+    open_keys,
+)
 from server.service.lost_replies import LostReplies
 from server.service.replies import ReplyJob, ReplyRunner
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.timefmt import iso, now_iso
+from server.service.titles import seal_clear_titles, seal_title, titled, with_title
 
 __all__ = [
     "ChatService",
@@ -142,37 +149,45 @@ class ChatService:
                 f"model: {getattr(exc, 'message', 'unknown model')}"
             ) from None
         conversation_id = uuid.uuid4()
-        wrapped = new_wrapped_conversation_key(identity, conversation_id)
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            # First, before any other lock: the new key is wrapped under the data key a
+            # concurrent password change would re-wrap, never under a retired one.
+            owner = await current_identity(con, identity, lock=True)
             if await storage.count_conversations(con) >= self._max_conversations:
                 raise errors.LimitExceeded(
                     f"At most {self._max_conversations} conversations per user"
                 )
+            wrapped = new_wrapped_conversation_key(owner, conversation_id)
+            keys = open_conversation_keys(owner, conversation_id, wrapped, 1)
             record = await storage.create_conversation(
                 con,
                 conversation_id=conversation_id,
                 user_id=identity.user_id,
-                title=title,
+                sealed_title=seal_title(keys, conversation_id, 1, title),
                 model=model,
                 wrapped_key=wrapped,
             )
             await storage.append_audit(
                 con, user_id=identity.user_id, action="create", conversation_id=conversation_id
             )
-        return record
+        return dataclasses.replace(record, title=title)
 
     async def list_conversations(
         self, identity: Identity, *, limit: int, offset: int
     ) -> tuple[list[storage.ConversationRecord], bool]:
+        """A page of live conversations, titles opened (each under its own key)."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            await seal_clear_titles(con, identity)
             records = await storage.list_conversations(con, limit=limit + 1, offset=offset)
-        return records[:limit], len(records) > limit
+            page = [await titled(con, identity, record) for record in records[:limit]]
+        return page, len(records) > limit
 
     async def open_for_join(
         self, identity: Identity, conversation_id: uuid.UUID
     ) -> tuple[storage.ConversationRecord, bool]:
         """The conversation, and whether its stored root is the last message's link (O(1))."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            await seal_clear_titles(con, identity)
             record = await storage.get_conversation(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
@@ -181,17 +196,25 @@ class ChatService:
                 if record.message_count
                 else None
             )
+            record = await titled(con, identity, record)
         stored_link = last.link if last is not None else None
         return record, stored_link == record.merkle_root
 
     async def rename(
         self, identity: Identity, conversation_id: uuid.UUID, title: str | None
     ) -> storage.ConversationRecord:
+        """Set or clear the title; it is sealed under the key the row holds (locked, so a
+        key rotation cannot slip in between)."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            record = await storage.rename_conversation(con, conversation_id, title)
-        if record is None:
+            record = await storage.get_conversation(con, conversation_id, for_update=True)
+            if record is None:
+                raise errors.NotFound()
+            keys = await open_keys(con, identity, record)
+            sealed = seal_title(keys, conversation_id, record.key_version, title)
+            renamed = await storage.rename_conversation(con, conversation_id, sealed)
+        if renamed is None:
             raise errors.NotFound()
-        return record
+        return dataclasses.replace(renamed, title=title)
 
     async def delete(self, identity: Identity, conversation_id: uuid.UUID) -> str:
         """Soft delete: gone for every event and route; cancels a running reply."""
@@ -223,9 +246,7 @@ class ChatService:
             rows = await storage.list_messages(
                 con, conversation_id, from_seq=after_seq + 1, limit=REPLAY_LIMIT
             )
-        keys = open_conversation_keys(
-            identity, conversation_id, record.wrapped_key, record.key_version
-        )
+            keys = await open_keys(con, identity, record)
         return [decode_message(keys, row) for row in rows]
 
     async def viewport(
@@ -243,6 +264,7 @@ class ChatService:
         read FOR SHARE (see `replay`).
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            await seal_clear_titles(con, identity)
             record = await storage.get_conversation_for_share(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
@@ -250,9 +272,7 @@ class ChatService:
             to = min(to_seq if to_seq is not None else count, count)
             start = from_seq if from_seq is not None else max(1, to - 49)
             all_rows = await storage.list_messages(con, conversation_id)
-        keys = open_conversation_keys(
-            identity, conversation_id, record.wrapped_key, record.key_version
-        )
+            keys = await open_keys(con, identity, record)
         bad = crypto.verify_chain(
             keys.integrity, [r.token for r in all_rows], [r.link for r in all_rows]
         )
@@ -263,7 +283,7 @@ class ChatService:
         valid = bad is None and root_ok
         rows = [r for r in all_rows if start <= r.seq <= to]
         return Viewport(
-            conversation=record,
+            conversation=with_title(keys, record),
             from_seq=start,
             to_seq=to,
             messages=[decode_message(keys, row) for row in rows],
@@ -318,9 +338,7 @@ class ChatService:
                     con, identity, conversation_id, owner, user_seq + 1
                 ):
                     raise errors.Busy()
-            keys = open_conversation_keys(
-                identity, conversation_id, record.wrapped_key, record.key_version
-            )
+            keys = await open_keys(con, identity, record)
             history = await self._replies.load_history(con, conversation_id, keys, user_seq - 1)
             history.append(ChatMessage(role="user", content=content))
             token = crypto.pack(keys, conversation_id, user_seq, crypto.Role.USER, content)
@@ -478,9 +496,7 @@ class ChatService:
                 else None
             )
             await storage.cancel_generation(con, conversation_id)
-            keys = open_conversation_keys(
-                identity, conversation_id, record.wrapped_key, record.key_version
-            )
+            keys = await open_keys(con, identity, record)
             role = crypto.Role(target.role)
             deleted, reclaimed = await storage.delete_after(con, conversation_id, sequence)
             token = crypto.pack(keys, conversation_id, sequence, role, new_content)
@@ -541,9 +557,7 @@ class ChatService:
                 return None  # something newer happened meanwhile; nothing to regenerate
             if not await self._acquire(con, identity, conversation_id, owner, user_seq + 1):
                 return None
-            keys = open_conversation_keys(
-                identity, conversation_id, record.wrapped_key, record.key_version
-            )
+            keys = await open_keys(con, identity, record)
             history = await self._replies.load_history(con, conversation_id, keys, user_seq)
             await storage.append_audit(
                 con,

@@ -2,16 +2,45 @@
 
 Destroying the wrapped key (hard delete) makes every token of that conversation
 unreadable, wherever copies of them survive.
+
+A password change replaces the data key and re-wraps every conversation key under the
+new one (`rewrap_conversation_keys`). An `Identity` built before that, such as a
+socket's, still carries the old data key: `open_keys` then takes the current one from
+the session row, and every new key is wrapped under the key `current_identity` reads,
+so nothing is ever wrapped under a retired data key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import crypto
+import storage
+from server.service import exceptions as errors
 from server.service.identity import Identity
 
-__all__ = ["new_wrapped_conversation_key", "open_conversation_keys"]
+__all__ = [
+    "current_identity",
+    "new_wrapped_conversation_key",
+    "open_conversation_keys",
+    "open_keys",
+    "rewrap_conversation_keys",
+    "session_key_context",
+    "user_key_context",
+]
+
+_SESSION_GONE = "Authentication failed: session expired or revoked"
+
+
+def user_key_context(user_id: uuid.UUID) -> bytes:
+    """What the password-wrapped data key is bound to."""
+    return b"user-data-key:" + user_id.bytes
+
+
+def session_key_context(session_id: uuid.UUID) -> bytes:
+    """What a session's copy of the data key is bound to."""
+    return b"session-data-key:" + session_id.bytes
 
 
 def _context(conversation_id: uuid.UUID, key_version: int) -> bytes:
@@ -21,7 +50,8 @@ def _context(conversation_id: uuid.UUID, key_version: int) -> bytes:
 def new_wrapped_conversation_key(
     identity: Identity, conversation_id: uuid.UUID, key_version: int = 1
 ) -> bytes:
-    """A fresh random conversation key, wrapped for storage."""
+    """A fresh random conversation key, wrapped for storage under `identity`'s data key
+    (take that identity from `current_identity`)."""
     return crypto.wrap_key(
         identity.data_key, crypto.new_key(), context=_context(conversation_id, key_version)
     )
@@ -35,3 +65,68 @@ def open_conversation_keys(
         identity.data_key, wrapped_key, context=_context(conversation_id, key_version)
     )
     return crypto.derive_conversation_keys(key, conversation_id, key_version)
+
+
+async def current_identity(
+    con: storage.Connection, identity: Identity, *, lock: bool = False
+) -> Identity:
+    """`identity` with its session's current data key, read from the session row.
+
+    `lock=True` holds the row FOR SHARE until the transaction ends, so a password change
+    cannot replace the data key before the caller's new wrapped key is committed: take
+    it first, before any other lock, whenever a key is about to be wrapped. Unauthorized
+    when the session has ended.
+    """
+    session = await storage.get_active_session(con, identity.session_id, for_share=lock)
+    if session is None or session.user_id != identity.user_id or not identity.session_key:
+        raise errors.Unauthorized(_SESSION_GONE)
+    try:
+        data_key = crypto.unwrap_key(
+            identity.session_key,
+            session.wrapped_data_key,
+            context=session_key_context(identity.session_id),
+        )
+    except crypto.KeyUnwrapError:
+        raise errors.Unauthorized("Authentication failed: session key invalid") from None
+    if data_key == identity.data_key:
+        return identity
+    return dataclasses.replace(identity, data_key=data_key)
+
+
+async def open_keys(
+    con: storage.Connection, identity: Identity, record: storage.ConversationRecord
+) -> crypto.ConversationKeys:
+    """`open_conversation_keys` for a conversation row, with the session's current data
+    key when `identity`'s has been replaced since it was built. Raises KeyUnwrapError
+    when neither opens it."""
+    try:
+        return open_conversation_keys(identity, record.id, record.wrapped_key, record.key_version)
+    except crypto.KeyUnwrapError:
+        if not identity.session_key:
+            raise
+        current = await current_identity(con, identity)
+        if current is identity:
+            raise
+        return open_conversation_keys(current, record.id, record.wrapped_key, record.key_version)
+
+
+async def rewrap_conversation_keys(
+    con: storage.Connection, user_id: uuid.UUID, old_data_key: bytes, new_data_key: bytes
+) -> int:
+    """Re-wrap every conversation key of `user_id` (live and soft-deleted) from the old
+    data key to the new one; the keys themselves, their versions and every message stay
+    as they are. Returns how many were re-wrapped.
+
+    The rows are locked in id order for the rest of the transaction. A key that does not
+    open under the old data key raises KeyUnwrapError: the caller's transaction is then
+    rolled back rather than leave a conversation behind under a retired key.
+    """
+    records = await storage.lock_every_conversation(con)
+    rewrapped: list[tuple[uuid.UUID, bytes]] = []
+    for record in records:
+        if record.user_id != user_id:
+            continue  # not reachable under row-level security; never re-wrap another's
+        context = _context(record.id, record.key_version)
+        key = crypto.unwrap_key(old_data_key, record.wrapped_key, context=context)
+        rewrapped.append((record.id, crypto.wrap_key(new_data_key, key, context=context)))
+    return await storage.rewrap_conversation_keys(con, rewrapped)

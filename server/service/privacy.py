@@ -31,11 +31,18 @@ import crypto
 import storage
 from server.service import exceptions as errors
 from server.service.accounts import check_password, current_user
+from server.service.conversation_fields import Purpose, open_field
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode
 from server.service.identity import Identity
-from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
+from server.service.keyring import (
+    current_identity,
+    new_wrapped_conversation_key,
+    open_conversation_keys,
+    open_keys,
+)
 from server.service.stored_messages import DecodedMessage, decode_message
+from server.service.titles import seal_clear_titles, seal_title, with_title
 from storage import privacy as privacy_sql
 
 __all__ = [
@@ -185,6 +192,7 @@ class PrivacyService:
         self, identity: Identity, conversation_id: uuid.UUID, *, audit: str | None
     ) -> ConversationExport:
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            await seal_clear_titles(con, identity)
             record = await privacy_sql.get_conversation_for_share(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
@@ -197,11 +205,11 @@ class PrivacyService:
                     conversation_id=conversation_id,
                     details={"messages": len(rows)},
                 )
-        keys = open_conversation_keys(
-            identity, conversation_id, record.wrapped_key, record.key_version
-        )
+            keys = await open_keys(con, identity, record)
         messages, report = await asyncio.to_thread(_examine, keys, record, rows)
-        return ConversationExport(conversation=record, messages=messages, report=report)
+        return ConversationExport(
+            conversation=with_title(keys, record), messages=messages, report=report
+        )
 
     async def export_conversation(
         self, identity: Identity, conversation_id: uuid.UUID
@@ -213,6 +221,7 @@ class PrivacyService:
         """The account and every live conversation (each read consistently on its own)."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)  # before the audit entry that names it
+            await seal_clear_titles(con, identity)
             records = await storage.list_conversations(con, limit=_ALL_CONVERSATIONS, offset=0)
             await storage.append_audit(
                 con,
@@ -239,10 +248,13 @@ class PrivacyService:
 
         Holds the conversation's row lock for the whole rotation (sends wait), and works
         in batches of `batch_size` messages with the crypto off the event loop. Refuses
-        with Busy while a reply is generated, and with Conflict if the stored chain or a
-        token does not check out (rotating would launder the damage).
+        with Busy while a reply is generated, and with Conflict if the stored chain, a
+        token or the title does not check out (rotating would launder the damage). The
+        title is sealed again under the new key.
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            # First: the new key is wrapped under the current data key (see keyring).
+            owner = await current_identity(con, identity, lock=True)
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
                 raise errors.NotFound()
@@ -252,11 +264,12 @@ class PrivacyService:
             # a reply under the old key.
             await storage.cancel_generation(con, conversation_id)
             old = open_conversation_keys(
-                identity, conversation_id, record.wrapped_key, record.key_version
+                owner, conversation_id, record.wrapped_key, record.key_version
             )
+            title = _title(old, record)
             version = record.key_version + 1
-            wrapped = new_wrapped_conversation_key(identity, conversation_id, version)
-            new = open_conversation_keys(identity, conversation_id, wrapped, version)
+            wrapped = new_wrapped_conversation_key(owner, conversation_id, version)
+            new = open_conversation_keys(owner, conversation_id, wrapped, version)
             rekeyer = _Rekeyer(old, new, conversation_id)
             after = 0
             try:
@@ -276,6 +289,7 @@ class PrivacyService:
                 wrapped_key=wrapped,
                 key_version=version,
                 merkle_root=rekeyer.new_head,
+                sealed_title=seal_title(new, conversation_id, version, title),
             )
             await storage.append_audit(
                 con,
@@ -353,6 +367,18 @@ class PrivacyService:
             total += purged
             if purged < self._batch:
                 return total
+
+
+def _title(keys: crypto.ConversationKeys, record: storage.ConversationRecord) -> str | None:
+    """The clear title of a row about to be re-keyed; Conflict when it does not open."""
+    if record.sealed_title is None:
+        return record.title  # none, or version 2's clear title: sealed from now on
+    try:
+        return open_field(keys, record.id, record.key_version, Purpose.TITLE, record.sealed_title)
+    except crypto.InvalidToken:
+        raise errors.Conflict(
+            "The title does not decrypt; the key was not rotated (rename the conversation)"
+        ) from None
 
 
 def _integrity_conflict(sequence: int) -> errors.Conflict:

@@ -29,7 +29,15 @@ from crypto import (
     wrap_key,
 )
 
-SUBMODULES = ["exceptions", "keys", "tokens", "chain", "passwords", "access_tokens"]
+SUBMODULES = [
+    "exceptions",
+    "keys",
+    "tokens",
+    "chain",
+    "passwords",
+    "access_tokens",
+    "channel_seal",
+]
 
 
 def _top_level_public_names(module_name: str) -> set[str]:

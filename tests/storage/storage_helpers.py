@@ -47,7 +47,7 @@ async def new_conversation(pool: asyncpg.Pool, user: UserRecord) -> Conversation
             con,
             conversation_id=uuid.uuid4(),
             user_id=user.id,
-            title="a title",
+            sealed_title=b"a sealed title",
             model="gpt-4o",
             wrapped_key=os.urandom(60),
         )

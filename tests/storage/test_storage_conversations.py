@@ -48,15 +48,19 @@ async def test_rename_and_missing(pool: asyncpg.Pool) -> None:
     user = await new_user(pool)
     conversation = await new_conversation(pool, user)
     async with user_tx(pool, user.id) as con:
-        renamed = await rename_conversation(con, conversation.id, "new name")
-        assert await rename_conversation(con, uuid.uuid4(), "x") is None
+        renamed = await rename_conversation(con, conversation.id, b"sealed new name")
+        assert await rename_conversation(con, uuid.uuid4(), b"x") is None
         assert await get_conversation(con, uuid.uuid4()) is None
         with pytest.raises(NotFound):
             await set_head(con, uuid.uuid4(), message_count=1, merkle_root=b"r")
         with pytest.raises(NotFound):
             await set_wrapped_key(con, uuid.uuid4(), b"k", 2)
-    assert renamed is not None and renamed.title == "new name"
+    assert renamed is not None and renamed.sealed_title == b"sealed new name"
+    assert renamed.title is None
     assert renamed.updated_at >= conversation.updated_at
+    async with user_tx(pool, user.id) as con:
+        cleared = await rename_conversation(con, conversation.id, None)
+    assert cleared is not None and cleared.sealed_title is None
 
 
 async def test_soft_delete_hides_and_hard_delete_destroys(
@@ -75,8 +79,11 @@ async def test_soft_delete_hides_and_hard_delete_destroys(
         assert await list_deleted_before(con, deleted_at + timedelta(seconds=1)) == [
             conversation.id
         ]
-    row = await admin.fetchrow("SELECT title FROM conversations WHERE id = $1", conversation.id)
-    assert row is not None and row["title"] is None
+    row = await admin.fetchrow(
+        "SELECT title, sealed_title FROM conversations WHERE id = $1", conversation.id
+    )
+    assert conversation.sealed_title is not None
+    assert row is not None and (row["title"], row["sealed_title"]) == (None, None)
 
     async with user_tx(pool, user.id) as con:
         assert await hard_delete_conversation(con, conversation.id) is True

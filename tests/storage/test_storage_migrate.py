@@ -91,8 +91,46 @@ async def _append(
         await storage.set_head(con, conversation_id, message_count=seq, merkle_root=link)
 
 
+async def _append_as_version_1(
+    pool: asyncpg.Pool,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    keys: crypto.ConversationKeys,
+    content: str,
+) -> None:
+    """`_append` in the SQL version 1 ran (today's storage code reads columns it lacks)."""
+    async with storage.user_tx(pool, user_id) as con:
+        head = await con.fetchrow(
+            "SELECT message_count, merkle_root FROM conversations WHERE id = $1 FOR UPDATE",
+            conversation_id,
+        )
+        seq = head["message_count"] + 1
+        role = crypto.Role.USER if seq % 2 else crypto.Role.ASSISTANT
+        token = crypto.pack(keys, conversation_id, seq, role, content)
+        link = crypto.next_link(keys.integrity, head["merkle_root"], token)
+        await con.execute(
+            "INSERT INTO messages (conversation_id, user_id, seq, role, token, link, client_msg_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            conversation_id,
+            user_id,
+            seq,
+            int(role),
+            token,
+            link,
+            f"client-{seq}",
+        )
+        await con.execute(
+            "UPDATE conversations SET message_count = $2, merkle_root = $3, updated_at = now()"
+            " WHERE id = $1",
+            conversation_id,
+            seq,
+            link,
+        )
+
+
 async def _fill_version_1(pool: asyncpg.Pool) -> dict[str, list[uuid.UUID]]:
-    """Two accounts with two conversations each, one of them soft-deleted."""
+    """Two accounts with two conversations each, one of them soft-deleted, written with the
+    SQL of version 1 (titles in clear text)."""
     accounts: dict[str, list[uuid.UUID]] = {}
     for email in ("ada@example.test", "grace@example.test"):
         user_id, salt, data_key = uuid.uuid4(), crypto.new_salt(), crypto.new_key()
@@ -112,22 +150,24 @@ async def _fill_version_1(pool: asyncpg.Pool) -> dict[str, list[uuid.UUID]]:
         for _ in range(2):
             conversation_id, key = uuid.uuid4(), crypto.new_key()
             async with storage.user_tx(pool, user_id) as con:
-                await storage.create_conversation(
-                    con,
-                    conversation_id=conversation_id,
-                    user_id=user_id,
-                    title="v1",
-                    model="gpt-4o",
-                    wrapped_key=crypto.wrap_key(
+                await con.execute(
+                    "INSERT INTO conversations (id, user_id, title, model, wrapped_key)"
+                    " VALUES ($1, $2, 'v1', 'gpt-4o', $3)",
+                    conversation_id,
+                    user_id,
+                    crypto.wrap_key(
                         data_key, key, context=_conversation_key_context(conversation_id, 1)
                     ),
                 )
             keys = crypto.derive_conversation_keys(key, conversation_id, 1)
             for content in CONTENTS:
-                await _append(pool, user_id, conversation_id, keys, content)
+                await _append_as_version_1(pool, user_id, conversation_id, keys, content)
             accounts[email].append(conversation_id)
         async with storage.user_tx(pool, user_id) as con:
-            assert await storage.soft_delete_conversation(con, accounts[email][1]) is not None
+            await con.execute(
+                "UPDATE conversations SET deleted_at = now(), title = NULL WHERE id = $1",
+                accounts[email][1],
+            )
     return accounts
 
 
@@ -180,6 +220,10 @@ async def test_a_version_1_database_with_messages_upgrades_in_place() -> None:
             for email, (live, deleted) in accounts.items():
                 user_id, keys, texts = await _open(pool, email, live)
                 assert texts == list(CONTENTS)
+                async with storage.user_tx(pool, user_id) as con:
+                    head = await storage.get_conversation(con, live)
+                # SQL cannot seal a title: the service does, at the owner's next use.
+                assert head is not None and (head.title, head.sealed_title) == ("v1", None)
                 # Writing goes on where version 1 stopped, on the same chain.
                 await _append(pool, user_id, live, keys, "written after the upgrade")
                 assert (await _open(pool, email, live))[2] == [

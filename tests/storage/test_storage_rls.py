@@ -228,7 +228,7 @@ async def test_storage_functions_refuse_writes_for_another_user(
             con,
             conversation_id=uuid.uuid4(),
             user_id=b.user.id,
-            title=None,
+            sealed_title=None,
             model="m",
             wrapped_key=b"k",
         ),
@@ -380,7 +380,7 @@ async def test_no_identity_through_the_pool_sees_nothing(
                 con,
                 conversation_id=uuid.uuid4(),
                 user_id=tenants[0].user.id,
-                title=None,
+                sealed_title=None,
                 model="m",
                 wrapped_key=b"k",
             )

@@ -1,15 +1,17 @@
 """schema.sql and the migrations describe the same database.
 
-A database built from schema.sql and one built from the frozen version-1
-baseline, then upgraded by ``apply_schema`` through every migrations/NNN_*.sql
-(as a server does at start-up), must have identical catalogs: tables, columns,
-constraints, indexes, row-level security, policies, functions, grants,
-triggers, sequences and the schema version. Any difference is named.
+A database built from schema.sql and one built from each frozen baseline
+(versions 1 and 2), then upgraded by ``apply_schema`` through the
+migrations/NNN_*.sql that follow it (as a server does at start-up), must have
+identical catalogs: tables, columns, constraints, indexes, row-level security,
+policies, functions, grants, triggers, sequences and the schema version. Any
+difference is named.
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest_asyncio
@@ -20,8 +22,11 @@ from storage import apply_schema
 from storage.migrate import SCHEMA_PATH, read_schema
 
 CURRENT = read_schema(SCHEMA_PATH).version
+BASELINE_2 = BASELINE_SCHEMA.parent / "002_schema.sql"
 # git's id of schema.sql at commit 836fdd2, the last version 1 (what 002 was written against).
 BASELINE_BLOB = "0f86a16d68e166f363a849eef68c7a3ac91de2a4"
+# ... and at commit 81c1bce, the last version 2 (what 003 was written against).
+BASELINE_2_BLOB = "cc3b3469be378b3888798a558872222558e6b5e1"
 HEADER_END = "-- ======================== end of the frozen-baseline header"
 
 
@@ -41,15 +46,38 @@ async def upgraded() -> Catalog:
         return await read_catalog(db.admin_dsn)
 
 
-def test_baseline_is_version_1_as_released() -> None:
-    """The baseline, less its header, is byte for byte the version-1 schema.sql in git."""
-    assert read_schema(BASELINE_SCHEMA).version == 1
-    lines = BASELINE_SCHEMA.read_bytes().decode("utf-8").splitlines(keepends=True)
+@pytest_asyncio.fixture(scope="module")
+async def upgraded_from_2() -> Catalog:
+    async with temporary_database(schema_path=BASELINE_2) as db:
+        assert (await read_catalog(db.admin_dsn))["schema version"] == {
+            "schema_migrations": {"version": 2}
+        }
+        assert await apply_schema(db.admin_dsn) == CURRENT
+        return await read_catalog(db.admin_dsn)
+
+
+def _released_blob(baseline: Path) -> str:
+    """git's blob id of a baseline less its frozen-baseline header."""
+    lines = baseline.read_bytes().decode("utf-8").splitlines(keepends=True)
     end = next(i for i, line in enumerate(lines) if line.startswith(HEADER_END))
     assert all(line.startswith("--") for line in lines[1:end])
     body = "".join(lines[:1] + lines[end + 1 :]).encode("utf-8")
-    blob = hashlib.sha1(b"blob %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
-    assert blob == BASELINE_BLOB, "migrations/baseline/001_schema.sql is frozen: never edit it"
+    return hashlib.sha1(b"blob %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+
+
+def test_baseline_is_version_1_as_released() -> None:
+    """The baseline, less its header, is byte for byte the version-1 schema.sql in git."""
+    assert read_schema(BASELINE_SCHEMA).version == 1
+    assert _released_blob(BASELINE_SCHEMA) == BASELINE_BLOB, (
+        "migrations/baseline/001_schema.sql is frozen: never edit it"
+    )
+
+
+def test_baseline_2_is_version_2_as_released() -> None:
+    assert read_schema(BASELINE_2).version == 2
+    assert _released_blob(BASELINE_2) == BASELINE_2_BLOB, (
+        "migrations/baseline/002_schema.sql is frozen: never edit it"
+    )
 
 
 async def test_upgraded_baseline_equals_schema_sql(fresh: Catalog, upgraded: Catalog) -> None:
@@ -58,6 +86,13 @@ async def test_upgraded_baseline_equals_schema_sql(fresh: Catalog, upgraded: Cat
     for kind in ("relation", "column", "constraint", "index", "policy", "function", "grant"):
         assert fresh[kind], kind
     found = differences(fresh, upgraded, "schema.sql", "upgraded baseline")
+    assert not found, report(found)
+
+
+async def test_upgraded_version_2_equals_schema_sql(
+    fresh: Catalog, upgraded_from_2: Catalog
+) -> None:
+    found = differences(fresh, upgraded_from_2, "schema.sql", "upgraded version 2")
     assert not found, report(found)
 
 

@@ -37,7 +37,7 @@ _ERRORS = MappingProxyType(
         422: ("LimitExceeded", "A size or count limit was exceeded (LIMIT_EXCEEDED).",
               "LIMIT_EXCEEDED", "At most 10000 conversations per user"),
         429: ("RateLimited", "Too many attempts (RATE_LIMITED); see `Retry-After`.",
-              "RATE_LIMITED", "Too many login attempts; try again later"),
+              "RATE_LIMITED", "Too many failed attempts; try again later"),
         500: ("InternalError", "Unexpected failure (INTERNAL); never carries internals.",
               "INTERNAL", "Internal error"),
         502: ("BadGateway", "The AI provider failed (AI_* codes).",

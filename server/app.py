@@ -28,7 +28,6 @@ from server.appkeys import (
     DRAINED,
     EVENT_LIMITER,
     GENERATIONS,
-    LOGIN_LIMITER,
     METRICS,
     POOL,
     PRIVACY,
@@ -72,8 +71,9 @@ from server.service.generation_tracker import (
 from server.service.generations import LocalGenerations
 from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
+from server.service.password_throttle import LocalFailures, PasswordThrottle, RedisFailures
 from server.service.privacy import PrivacyService, purge_loop
-from server.service.ratelimit import LocalCounter, LoginLimiter, RateCounter, RedisCounter
+from server.service.ratelimit import LocalCounter, RateCounter, RedisCounter
 from server.service.replies import ReplyRunner
 from server.service.sealed_channel import SealedChannel
 from server.service.sealed_mirror import SealedMirror
@@ -250,12 +250,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         model = registry.default_model
         provider = registry.provider_name_for(model)
         _LOG.info("new conversations are answered by %s (%s)", model, provider)
+    throttle = PasswordThrottle(
+        RedisFailures(app[REDIS], prefix=f"{settings.redis_channel}:pw:")
+        if REDIS in app
+        else LocalFailures(),
+        settings.password_throttle,
+    )
     accounts = Accounts(
-        app[POOL], settings.secret_key, token_ttl=timedelta(seconds=settings.access_token_ttl_s)
+        app[POOL],
+        settings.secret_key,
+        token_ttl=timedelta(seconds=settings.access_token_ttl_s),
+        throttle=throttle,
     )
     counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
     app[ACCOUNTS] = accounts
-    app[LOGIN_LIMITER] = LoginLimiter(counter)
     app[EVENT_LIMITER] = EventLimiter(counter, settings.limits)
     tracker: GenerationTracker = (
         _redis_tracker(app) if REDIS in app else LocalTracker(app[GENERATIONS])
@@ -287,7 +295,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
     app[CHAT] = chat
-    app[PRIVACY] = PrivacyService(app[POOL], tracker, batch_size=settings.privacy_batch_size)
+    app[PRIVACY] = PrivacyService(
+        app[POOL], tracker, throttle=throttle, batch_size=settings.privacy_batch_size
+    )
     presence: Presence = (
         RedisPresence(
             app[REDIS], app[CONNECTED], stale_after_s=settings.session_check_interval_s * 4

@@ -23,7 +23,6 @@ from server.service.generation_tracker import GenerationTracker
 from server.service.generations import LocalGenerations
 from server.service.metrics import Metrics
 from server.service.privacy import PrivacyService
-from server.service.ratelimit import LoginLimiter
 
 __all__ = [
     "ACCOUNTS",
@@ -32,7 +31,6 @@ __all__ = [
     "DRAINED",
     "EVENT_LIMITER",
     "GENERATIONS",
-    "LOGIN_LIMITER",
     "METRICS",
     "POOL",
     "PRIVACY",
@@ -58,7 +56,6 @@ GENERATIONS = web.AppKey("generations", LocalGenerations)
 DRAINED = web.AppKey("drained", asyncio.Event)
 TRACKER = web.AppKey("tracker", GenerationTracker)
 REVOKER = web.AppKey("revoker", SessionDisconnector)
-LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 # Per-user limits by kind (send, edit, ...): the same counters for every transport.
 EVENT_LIMITER = web.AppKey("event_limiter", EventLimiter)
 METRICS = web.AppKey("metrics", Metrics)

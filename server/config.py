@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ai.settings import AISettings
 from server.service.event_limits import EventLimits
+from server.service.password_throttle import ThrottleLimits
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -71,6 +72,7 @@ class Settings:
     trust_proxy: bool = False
     purge_interval_s: float = 3600.0
     session_key_sweep_interval_s: float = 60.0
+    password_throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
 
     @property
     def engineio_path(self) -> str:
@@ -270,6 +272,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         privacy_batch_size=_int(env, "PRIVACY_BATCH_SIZE", 500, low=1, high=100_000),
         purge_retention_days=_int(env, "PURGE_RETENTION_DAYS", 30, low=1, high=3650),
         purge_interval_s=_float(env, "PURGE_INTERVAL_S", 3600.0, low=10.0, high=7 * 86400.0),
+        password_throttle=ThrottleLimits(
+            free=_int(env, "LOGIN_FREE_FAILURES", 3, low=1, high=1000),
+            per_address=_int(env, "LOGIN_FAILURES_PER_ADDRESS_PER_HOUR", 100, low=1, high=10**6),
+            per_account=_int(env, "LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR", 1000, low=1, high=10**6),
+        ),
         session_key_sweep_interval_s=_float(
             env, "SESSION_KEY_SWEEP_INTERVAL_S", 60.0, low=1.0, high=86400.0
         ),

@@ -13,7 +13,7 @@ from protocol.rest import (
     SessionOut,
     UserOut,
 )
-from server.appkeys import ACCOUNTS, LOGIN_LIMITER, REVOKER
+from server.appkeys import ACCOUNTS, REVOKER
 from server.rest.browser import clear_session_cookies, set_session_cookies
 from server.rest.http import authenticate, client_ip, json_response, read_json
 from server.service.accounts import LoginResult
@@ -48,9 +48,6 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
-    limiter = request.app.get(LOGIN_LIMITER)
-    if limiter is not None:
-        await limiter.check(body.email, client_ip(request))
     result = await request.app[ACCOUNTS].login(
         body.email,
         body.password,

@@ -25,7 +25,7 @@ from protocol.rest import Integrity
 from server.appkeys import PRIVACY, REVOKER
 from server.rest.conversations import conversation_id_param, message_out
 from server.rest.conversations import delete_conversation as soft_delete_conversation
-from server.rest.http import authenticate, json_response, read_json
+from server.rest.http import authenticate, client_ip, json_response, read_json
 from server.service import exceptions as errors
 from server.service.privacy import ConversationExport as ExportedConversation
 from server.service.timefmt import iso, now_iso
@@ -181,7 +181,9 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def delete_account(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await read_json(request, DeleteAccountRequest)
-    erased = await request.app[PRIVACY].delete_account(identity, body.password)
+    erased = await request.app[PRIVACY].delete_account(
+        identity, body.password, ip=client_ip(request)
+    )
     await request.app[REVOKER].disconnect_sessions(erased.session_ids)
     return web.Response(status=204)
 

@@ -27,6 +27,7 @@ import storage
 from server.service import exceptions as errors
 from server.service.identity import Identity
 from server.service.keyring import rewrap_conversation_keys, session_key_context, user_key_context
+from server.service.password_throttle import LocalFailures, PasswordThrottle
 from server.service.titles import seal_clear_titles
 
 __all__ = [
@@ -65,12 +66,23 @@ async def current_user(con: storage.Connection, identity: Identity) -> storage.U
 
 
 async def check_password(
-    hasher: crypto.PasswordHasher, user: storage.UserRecord, password: str, *, field: str
+    hasher: crypto.PasswordHasher,
+    throttle: PasswordThrottle,
+    user: storage.UserRecord,
+    password: str,
+    *,
+    field: str,
+    ip: str | None,
 ) -> None:
     """A password asked for again behind a token (Argon2 in a thread); InvalidInput
-    naming the `field` when it is wrong."""
+    naming the `field` when it is wrong. Throttled like a login (by user and address),
+    so a stolen token is no password oracle."""
+    subject = f"user:{user.id}"
+    await throttle.check(subject, ip)
     if not await asyncio.to_thread(hasher.verify, user.password_hash, password):
+        await throttle.failed(subject, ip)
         raise errors.InvalidInput(f"{field}: incorrect password")
+    await throttle.succeeded(subject, ip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +104,14 @@ class Accounts:
         secret_key: bytes,
         *,
         token_ttl: timedelta,
+        throttle: PasswordThrottle | None = None,
         hasher: crypto.PasswordHasher | None = None,
     ) -> None:
         self._pool = pool
         self._secret = secret_key
         self._ttl = token_ttl
+        # One instance's own counts unless the app shares them (Redis) across instances.
+        self._throttle = throttle or PasswordThrottle(LocalFailures())
         self._hasher = hasher or crypto.PasswordHasher()
 
     async def register(
@@ -131,16 +146,21 @@ class Accounts:
     async def login(
         self, email: str, password: str, *, ip: str | None, user_agent: str | None
     ) -> LoginResult:
-        """Check the password and open a session; the same error for any wrong pair."""
+        """Check the password and open a session; the same error for any wrong pair.
+
+        Failures are throttled by account and address together (`password_throttle`):
+        an attacker's guesses slow down that attacker, never the owner elsewhere."""
         try:
             email = normalise_email(email)
         except errors.InvalidInput:
             await asyncio.to_thread(self._hasher.dummy_verify, password)
             raise errors.Unauthorized(_BAD_CREDENTIALS) from None
+        await self._throttle.check(email, ip)
         async with storage.user_tx(self._pool, None) as con:
             user = await storage.find_user_for_login(con, email)
         if user is None:
             await asyncio.to_thread(self._hasher.dummy_verify, password)
+            await self._throttle.failed(email, ip)
             async with storage.user_tx(self._pool, None) as con:
                 await storage.append_audit(
                     con, user_id=None, action="login_failed", details={"reason": "unknown"}, ip=ip
@@ -148,6 +168,7 @@ class Accounts:
             raise errors.Unauthorized(_BAD_CREDENTIALS)
         ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, password)
         if not ok:
+            await self._throttle.failed(email, ip)
             async with storage.user_tx(self._pool, user.id) as con:
                 await storage.append_audit(
                     con,
@@ -175,6 +196,7 @@ class Accounts:
             # The first moment this server holds the data key after an upgrade.
             await seal_clear_titles(con, self._identity(user.id, result.session_id, data_key))
             await storage.append_audit(con, user_id=user.id, action="login", ip=ip)
+        await self._throttle.succeeded(email, ip)
         return result
 
     def _identity(self, user_id: uuid.UUID, session_id: uuid.UUID, data_key: bytes) -> Identity:
@@ -293,7 +315,9 @@ class Accounts:
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)
-        await check_password(self._hasher, user, current, field="currentPassword")
+        await check_password(
+            self._hasher, self._throttle, user, current, field="currentPassword", ip=ip
+        )
         salt = crypto.new_salt()
         # The data key being retired comes from the account row and the password just
         # checked, not from the caller's identity, which may predate another change.

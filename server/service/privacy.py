@@ -41,6 +41,7 @@ from server.service.keyring import (
     open_conversation_keys,
     open_keys,
 )
+from server.service.password_throttle import LocalFailures, PasswordThrottle
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.titles import seal_clear_titles, seal_title, with_title
 from storage import privacy as privacy_sql
@@ -176,6 +177,7 @@ class PrivacyService:
         pool: asyncpg.Pool,
         tracker: GenerationTracker,
         *,
+        throttle: PasswordThrottle | None = None,
         hasher: crypto.PasswordHasher | None = None,
         batch_size: int = 500,
     ) -> None:
@@ -183,6 +185,8 @@ class PrivacyService:
             raise ValueError("batch_size must be positive")
         self._pool = pool
         self._tracker = tracker
+        # One instance's own counts unless the app shares them (Redis) across instances.
+        self._throttle = throttle or PasswordThrottle(LocalFailures())
         self._hasher = hasher or crypto.PasswordHasher()
         self._batch = batch_size
 
@@ -324,7 +328,9 @@ class PrivacyService:
         await self._tracker.cancel(conversation_id, CancelMode.DISCARD)
         return datetime.now(UTC)
 
-    async def delete_account(self, identity: Identity, password: str) -> ErasedAccount:
+    async def delete_account(
+        self, identity: Identity, password: str, *, ip: str | None = None
+    ) -> ErasedAccount:
         """Check the password, then destroy the account and everything it owns.
 
         Every key is overwritten first (`erase_user_keys`), then the user row is deleted
@@ -335,7 +341,9 @@ class PrivacyService:
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)
-        await check_password(self._hasher, user, password, field="password")
+        await check_password(
+            self._hasher, self._throttle, user, password, field="password", ip=ip
+        )
         async with storage.user_tx(self._pool, identity.user_id) as con:
             conversation_ids = await privacy_sql.list_conversation_ids(con)
             generating = await privacy_sql.list_generating_conversations(con)

@@ -7,10 +7,9 @@ from typing import Protocol
 
 import redis.asyncio as redis_asyncio
 
-from server.service import exceptions as errors
 from server.service.redis_errors import REDIS_ERRORS
 
-__all__ = ["LocalCounter", "LoginLimiter", "RateCounter", "RedisCounter"]
+__all__ = ["LocalCounter", "RateCounter", "RedisCounter"]
 
 
 class RateCounter(Protocol):
@@ -61,27 +60,3 @@ class RedisCounter:
         if int(count) > limit:
             return (window + 1) * window_s - now
         return None
-
-
-class LoginLimiter:
-    """Brute-force guard: attempts per account and per IP address."""
-
-    def __init__(
-        self, counter: RateCounter, *, per_account: int = 10, per_ip: int = 50, window_s: int = 300
-    ) -> None:
-        self._counter = counter
-        self._per_account = per_account
-        self._per_ip = per_ip
-        self._window = window_s
-
-    async def check(self, email: str, ip: str | None) -> None:
-        waits = [
-            await self._counter.hit(
-                f"login:acct:{email.strip().lower()}", self._per_account, self._window
-            )
-        ]
-        if ip:
-            waits.append(await self._counter.hit(f"login:ip:{ip}", self._per_ip, self._window))
-        worst = max((w for w in waits if w is not None), default=None)
-        if worst is not None:
-            raise errors.RateLimited(worst, "Too many login attempts; try again later")

@@ -33,6 +33,9 @@ def test_settings(app_dsn: str, **env: str) -> Settings:
         "LOG_LEVEL": "WARNING",
         "CORS_ORIGINS": "http://localhost:3000",
         "REDIS_CHANNEL": f"scca-test-{uuid.uuid4().hex[:8]}",
+        # Every test's failed logins come from 127.0.0.1 to one shared server: the
+        # address's ceiling is tested where a test sets it (test_server_limits_redis).
+        "LOGIN_FAILURES_PER_ADDRESS_PER_HOUR": "1000000",
     }
     base.update(env)
     return load_settings(base)

@@ -19,7 +19,7 @@ from protocol.names import ClientEvent
 from server.service import exceptions as errors
 from server.service import ratelimit
 from server.service.event_limits import EventLimiter, EventLimits
-from server.service.ratelimit import LocalCounter, LoginLimiter, RedisCounter
+from server.service.ratelimit import LocalCounter, RedisCounter
 
 
 class Clock:
@@ -134,65 +134,10 @@ async def test_without_redis_the_counter_keeps_counting_locally(clock: Clock) ->
         await down.aclose()
 
 
-# ── LoginLimiter ────────────────────────────────────────────────────────────
-
-
 async def _refused(call: object) -> errors.RateLimited:
     with pytest.raises(errors.RateLimited) as caught:
         await call  # type: ignore[misc]
     return caught.value
-
-
-async def test_ten_login_attempts_per_account_in_five_minutes(clock: Clock) -> None:
-    limiter = LoginLimiter(LocalCounter())
-    clock.now = 3000.0  # window 10 of 300 s: [3000, 3300)
-    for attempt in range(10):
-        # the same account however its address is written
-        await limiter.check(" Alice@Example.COM " if attempt % 2 else "alice@example.com", None)
-    clock.now = 3100.0
-    refused = await _refused(limiter.check("ALICE@example.com", None))
-    assert refused.retry_after == 200.0
-    assert refused.message == "Too many login attempts; try again later"
-    assert refused.code == "RATE_LIMITED"
-    await limiter.check("bob@example.com", None)
-
-
-async def test_fifty_login_attempts_per_address(clock: Clock) -> None:
-    limiter = LoginLimiter(LocalCounter())
-    clock.now = 3000.0
-    for n in range(50):
-        await limiter.check(f"user{n}@example.com", "203.0.113.9")
-    refused = await _refused(limiter.check("user50@example.com", "203.0.113.9"))
-    assert refused.retry_after == 300.0
-    await limiter.check("user50@example.com", "203.0.113.10")
-    await limiter.check("user51@example.com", None)
-
-
-async def test_login_limits_and_window_are_configurable(clock: Clock) -> None:
-    counter = LocalCounter()
-    limiter = LoginLimiter(counter, per_account=1, per_ip=3, window_s=60)
-    clock.now = 120.0
-    await limiter.check("a@example.com", "198.51.100.1")
-    assert (await _refused(limiter.check("a@example.com", None))).retry_after == 60.0
-    # the address alone over its limit, in a window of another length
-    short = LoginLimiter(counter, per_account=5, per_ip=1, window_s=7)
-    await short.check("b@example.com", "198.51.100.2")
-    refused = await _refused(short.check("b@example.com", "198.51.100.2"))
-    assert refused.retry_after == 6.0  # window [119, 126) of 7 s
-
-
-async def test_login_keys_in_redis(
-    clock: Clock, redis_client: redis_asyncio.Redis, prefix: str
-) -> None:
-    limiter = LoginLimiter(RedisCounter(redis_client, prefix=prefix))
-    clock.now = 3000.0
-    await limiter.check(" Carol@Example.com", "192.0.2.7")
-    await limiter.check("carol@example.com", None)
-    await limiter.check("carol@example.com", "")
-    assert await _keys(redis_client, prefix) == {
-        "login:acct:carol@example.com:10": 3,
-        "login:ip:192.0.2.7:10": 1,
-    }
 
 
 # ── EventLimiter ────────────────────────────────────────────────────────────

@@ -85,11 +85,11 @@ _ROUTES = (
            rest.MeResponse),
     _Route("post", "/api/auth/password", "changePassword", "auth", "Change the password and "
            "the data key; other sessions are revoked [ext]", rest.PasswordChangeRequest, 204,
-           None, (409,), note=(409, "Another password change won the race (CONFLICT).")),
+           None, (409, 429), note=(409, "Another password change won the race (CONFLICT).")),
     _Route("get", _C, "listConversations", "conversations", "The caller's conversations, last "
            "updated first", None, 200, rest.ConversationList, params=("limit", "offset")),
     _Route("post", _C, "createConversation", "conversations", "Create a conversation",
-           rest.CreateConversationRequest, 201, rest.CreatedConversation,
+           rest.CreateConversationRequest, 201, rest.CreatedConversation, (429,),
            note=(422, "Too many conversations, or body too large (LIMIT_EXCEEDED).")),
     _Route("get", _C + "/{id}", "getConversation", "conversations", "A conversation and a "
            "viewport of its messages", None, 200, rest.ConversationDetail, (404,),
@@ -102,17 +102,18 @@ _ROUTES = (
            rest.DeleteResponse, (404, 409), ("id", "hard")),
     _Route("get", _C + "/{id}/export", "exportConversation", "privacy", "[ext] Every message "
            "decrypted with its integrity status; `format=markdown` answers text/markdown",
-           None, 200, privacy.ConversationExportDocument, (404,), ("id", "format")),
+           None, 200, privacy.ConversationExportDocument, (404, 429), ("id", "format")),
     _Route("post", _C + "/{id}/verify", "verifyConversation", "privacy", "[ext] Recompute the "
-           "chain and decrypt every message", None, 200, privacy.VerifyResponse, (404,), ("id",)),
+           "chain and decrypt every message", None, 200, privacy.VerifyResponse, (404, 429),
+           ("id",)),
     _Route("post", _C + "/{id}/rotate-key", "rotateKey", "privacy", "[ext] A new conversation "
            "key; every token re-encrypted in batches", None, 200, privacy.RotateKeyResponse,
-           (404, 409), ("id",)),
+           (404, 409, 429), ("id",)),
     _Route("get", "/api/account/export", "exportAccount", "privacy", "[ext] Every conversation "
-           "of the account, decrypted", None, 200, privacy.AccountExport),
+           "of the account, decrypted", None, 200, privacy.AccountExport, (429,)),
     _Route("delete", "/api/account", "deleteAccount", "privacy", "[ext] Erase the account: "
            "every conversation, session and key destroyed", privacy.DeleteAccountRequest, 204,
-           None),
+           None, (429,)),
     _Route("post", _C + "/{id}/messages", "sendMessage", "conversations", "Send a message; the "
            "reply streams as Server-Sent Events", rest.SendRequest, 200, rest.SendResponse,
            (404, 409, 429, 502), ("id",), note=(409, "BUSY: a reply is already being generated; "

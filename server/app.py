@@ -291,12 +291,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         tracker,
         replies,
         lost_replies,
+        limiter=app[EVENT_LIMITER],
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
     app[CHAT] = chat
     app[PRIVACY] = PrivacyService(
-        app[POOL], tracker, throttle=throttle, batch_size=settings.privacy_batch_size
+        app[POOL],
+        tracker,
+        limiter=app[EVENT_LIMITER],
+        throttle=throttle,
+        batch_size=settings.privacy_batch_size,
     )
     presence: Presence = (
         RedisPresence(

@@ -287,6 +287,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             other=_int(env, "RATE_EVENTS_PER_MIN", 1200, low=1, high=1_000_000),
             connects_per_ip=_int(env, "RATE_CONNECTS_PER_MIN_PER_IP", 600, low=1, high=1_000_000),
             flood_refusals=_int(env, "FLOOD_DISCONNECT_AFTER", 100, low=1, high=1_000_000),
+            creates=_int(env, "RATE_CREATES_PER_MIN", 30, low=1, high=1_000_000),
+            key_rotations=_int(env, "RATE_KEY_ROTATIONS_PER_MIN", 10, low=1, high=1_000_000),
+            exports=_int(env, "RATE_EXPORTS_PER_MIN", 10, low=1, high=1_000_000),
         ),
     )
     # Last: every other variable is valid before a development secret is written.

@@ -14,7 +14,6 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
-from protocol.names import ClientEvent
 from protocol.rest import (
     ConversationDetail,
     ConversationList,
@@ -36,7 +35,7 @@ from protocol.rest import (
     SseToken,
 )
 from protocol.rest import Viewport as ViewportOut
-from server.appkeys import CHAT, EVENT_LIMITER
+from server.appkeys import CHAT
 from server.rest.http import authenticate, json_response, query_int, read_json
 from server.service import exceptions as errors
 from server.service.chat import TRUNCATION_WARNING, ChatService, SendStart
@@ -169,7 +168,6 @@ async def edit_message(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await read_json(request, EditRequest)
     # the counter a socket's edits use: one budget whatever the transport
-    await request.app[EVENT_LIMITER].check_event(identity.user_id, ClientEvent.EDIT_MESSAGE)
     result = await request.app[CHAT].edit(
         identity, conversation_id_param(request), body.sequence, body.new_content
     )
@@ -209,7 +207,6 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     conversation_id = conversation_id_param(request)
     body = await read_json(request, SendRequest)
     # the counter a socket's sends use (each send is a paid model call)
-    await request.app[EVENT_LIMITER].check_event(identity.user_id, ClientEvent.SEND_MESSAGE)
     chat = request.app[CHAT]
     start = await chat.begin_send(
         identity, conversation_id, body.content, client_msg_id=body.client_msg_id

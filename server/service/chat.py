@@ -31,6 +31,7 @@ from protocol.socket_events import (
 )
 from server.service import exceptions as errors
 from server.service.broadcaster import Broadcaster
+from server.service.event_limits import Action, EventLimiter
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode, RunningGeneration
 from server.service.identity import Identity
@@ -110,10 +111,12 @@ class ChatService:
         replies: ReplyRunner,
         lost_replies: LostReplies,
         *,
+        limiter: EventLimiter,
         max_conversations_per_user: int,
         lock_ttl_s: float,
     ) -> None:
         self._pool = pool
+        self._limiter = limiter
         self._registry = registry
         self._broadcast = broadcaster
         self._tracker = tracker
@@ -139,6 +142,7 @@ class ChatService:
     async def create_conversation(
         self, identity: Identity, *, title: str | None, model: str | None
     ) -> storage.ConversationRecord:
+        await self._limiter.check(identity.user_id, Action.CREATE)
         model = (model or self._registry.default_model).strip()
         if not model or len(model) > 100 or not model.isprintable():
             raise errors.InvalidInput("model: expected a model name of at most 100 characters")
@@ -186,6 +190,7 @@ class ChatService:
         self, identity: Identity, conversation_id: uuid.UUID
     ) -> tuple[storage.ConversationRecord, bool]:
         """The conversation, and whether its stored root is the last message's link (O(1))."""
+        await self._limiter.check(identity.user_id, Action.JOIN)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             await seal_clear_titles(con, identity)
             record = await storage.get_conversation(con, conversation_id)
@@ -319,6 +324,7 @@ class ChatService:
         The reply runs in its own task so a client that goes away does not cancel it.
         Attach listeners to `SendStart.generation` before awaiting anything.
         """
+        await self._limiter.check(identity.user_id, Action.SEND)
         _check_text(content, "content", client_msg_id)
         self._refuse_new_replies()
         owner = uuid.uuid4()
@@ -476,6 +482,7 @@ class ChatService:
         The running reply's lock is deleted in the same transaction, so it can never
         commit after this edit; it is then stopped and awaited before anything is sent.
         """
+        await self._limiter.check(identity.user_id, Action.EDIT)
         _check_text(new_content, "newContent")
         self._refuse_new_replies()  # an edit regenerates: the next instance will do it
         async with storage.user_tx(self._pool, identity.user_id) as con:

@@ -1,27 +1,48 @@
-"""Rate limits on Socket.IO events and connections, shared across instances via Redis.
+"""Rate limits per user and action, and on connections, shared across instances via Redis.
 
-Over a limit the event is not processed and its ack says RATE_LIMITED with
-`retryAfter`; the socket stays connected. A socket that keeps flooding (many refusals in
-one window) is disconnected.
+The chat and privacy services count what a user does (`Action`: send, edit, join,
+create, rotate a key, export) whatever the transport or dialect it came through, so one
+budget covers sockets and REST alike. A Socket.IO event the services do not count is
+counted here as "other" by the socket adapter (`check_event`). Over a limit nothing is
+done: the answer says RATE_LIMITED with `retryAfter` (a socket stays connected; one that
+keeps flooding, many refusals in one window, is disconnected).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 from protocol.names import ClientEvent
 from server.service import exceptions as errors
 from server.service.ratelimit import RateCounter
 
-__all__ = ["EventLimiter", "EventLimits"]
+__all__ = ["Action", "EventLimiter", "EventLimits"]
 
 _WINDOW_S = 60
 
 
+class Action(StrEnum):
+    """What the services count per user, whichever transport asked."""
+
+    SEND = "send"
+    EDIT = "edit"
+    JOIN = "join"
+    CREATE = "create"
+    ROTATE_KEY = "rotate-key"
+    EXPORT = "export"
+
+
+# Socket.IO events whose service call counts them (as an Action): not counted twice.
+_COUNTED_BY_THE_SERVICE = frozenset(
+    {ClientEvent.SEND_MESSAGE, ClientEvent.EDIT_MESSAGE, ClientEvent.JOIN_CONVERSATION}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EventLimits:
-    """Events per user per minute, by kind; connections per IP per minute."""
+    """Actions and other events per user per minute; connections per IP per minute."""
 
     sends: int = 60
     edits: int = 60
@@ -29,21 +50,35 @@ class EventLimits:
     other: int = 1200
     connects_per_ip: int = 600
     flood_refusals: int = 100
+    creates: int = 30
+    key_rotations: int = 10
+    exports: int = 10
 
 
 class EventLimiter:
     def __init__(self, counter: RateCounter, limits: EventLimits) -> None:
         self._counter = counter
         self._limits = limits
-        self._by_event: dict[str, tuple[str, int]] = {
-            ClientEvent.SEND_MESSAGE: ("send", limits.sends),
-            ClientEvent.EDIT_MESSAGE: ("edit", limits.edits),
-            ClientEvent.JOIN_CONVERSATION: ("join", limits.joins),
+        self._by_action: dict[Action, int] = {
+            Action.SEND: limits.sends,
+            Action.EDIT: limits.edits,
+            Action.JOIN: limits.joins,
+            Action.CREATE: limits.creates,
+            Action.ROTATE_KEY: limits.key_rotations,
+            Action.EXPORT: limits.exports,
         }
 
+    async def check(self, user_id: uuid.UUID, action: Action) -> None:
+        """Count one `action` of this user; RateLimited past its budget."""
+        await self._hit(user_id, action.value, self._by_action[action])
+
     async def check_event(self, user_id: uuid.UUID, event: str) -> None:
-        """Raise RateLimited when this user sent too many events of this kind."""
-        kind, limit = self._by_event.get(event, ("other", self._limits.other))
+        """Count a Socket.IO event the services do not count themselves, as "other"."""
+        if event in _COUNTED_BY_THE_SERVICE:
+            return
+        await self._hit(user_id, "other", self._limits.other)
+
+    async def _hit(self, user_id: uuid.UUID, kind: str, limit: int) -> None:
         wait = await self._counter.hit(f"ev:{kind}:{user_id}", limit, _WINDOW_S)
         if wait is not None:
             raise errors.RateLimited(wait, f"Too many {kind} events; slow down")

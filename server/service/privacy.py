@@ -32,6 +32,7 @@ import storage
 from server.service import exceptions as errors
 from server.service.accounts import check_password, current_user
 from server.service.conversation_fields import Purpose, open_field
+from server.service.event_limits import Action, EventLimiter
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode
 from server.service.identity import Identity
@@ -177,6 +178,7 @@ class PrivacyService:
         pool: asyncpg.Pool,
         tracker: GenerationTracker,
         *,
+        limiter: EventLimiter | None = None,
         throttle: PasswordThrottle | None = None,
         hasher: crypto.PasswordHasher | None = None,
         batch_size: int = 500,
@@ -187,6 +189,8 @@ class PrivacyService:
         self._tracker = tracker
         # One instance's own counts unless the app shares them (Redis) across instances.
         self._throttle = throttle or PasswordThrottle(LocalFailures())
+        # The admin tool runs without one: its operator is not rate-limited.
+        self._limiter = limiter
         self._hasher = hasher or crypto.PasswordHasher()
         self._batch = batch_size
 
@@ -219,10 +223,16 @@ class PrivacyService:
         self, identity: Identity, conversation_id: uuid.UUID
     ) -> ConversationExport:
         """One conversation, every message decrypted, with its chain verified."""
+        await self._count(identity, Action.EXPORT)
         return await self._read(identity, conversation_id, audit="export")
+
+    async def _count(self, identity: Identity, action: Action) -> None:
+        if self._limiter is not None:
+            await self._limiter.check(identity.user_id, action)
 
     async def export_account(self, identity: Identity) -> AccountExport:
         """The account and every live conversation (each read consistently on its own)."""
+        await self._count(identity, Action.EXPORT)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)  # before the audit entry that names it
             await seal_clear_titles(con, identity)
@@ -242,7 +252,8 @@ class PrivacyService:
         return AccountExport(user=user, conversations=exports)
 
     async def verify(self, identity: Identity, conversation_id: uuid.UUID) -> VerifyReport:
-        """Recompute the whole chain and decrypt every message."""
+        """Recompute the whole chain and decrypt every message (as costly as an export)."""
+        await self._count(identity, Action.EXPORT)
         return (await self._read(identity, conversation_id, audit=None)).report
 
     # ── key rotation ────────────────────────────────────────────────────────
@@ -256,6 +267,7 @@ class PrivacyService:
         token or the title does not check out (rotating would launder the damage). The
         title is sealed again under the new key.
         """
+        await self._count(identity, Action.ROTATE_KEY)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             # First: the new key is wrapped under the current data key (see keyring).
             owner = await current_identity(con, identity, lock=True)

@@ -461,7 +461,14 @@ async def test_a_send_during_a_rotation_waits_and_is_not_lost(
     assert [m["content"] for m in view["messages"][2:]] == ["sent mid-rotation", reply["response"]]
 
 
-async def test_sends_and_rotations_interleaved_lose_nothing(server: LiveServer) -> None:
+async def test_sends_and_rotations_interleaved_lose_nothing(server_db: TempDatabase) -> None:
+    # Forty rotations in a burst: far past the default budget of RATE_KEY_ROTATIONS_PER_MIN.
+    settings = test_settings(server_db.app_dsn, RATE_KEY_ROTATIONS_PER_MIN="1000")
+    async with live_server(settings) as server:
+        await _interleave_sends_and_rotations(server)
+
+
+async def _interleave_sends_and_rotations(server: LiveServer) -> None:
     account = await server.register()
     token = account["token"]
     cid = await server.create_conversation(token, model="scripted:5:1")

@@ -47,6 +47,7 @@ LIMITS = {
     "RATE_SENDS_PER_MIN": "100000",
     "RATE_JOINS_PER_MIN": "100000",
     "RATE_EVENTS_PER_MIN": "100000",
+    "RATE_CREATES_PER_MIN": "100000",
 }
 
 Fake = FakeOpenAIServer | FakeAnthropicServer

@@ -83,3 +83,44 @@ async def test_rest_edits_are_limited_too(limited: LiveServer) -> None:
         "PATCH", edit, token=token, json={"sequence": 1, "newContent": "again"}
     )
     assert status == 429 and body["code"] == "RATE_LIMITED", body
+
+
+async def test_creates_rotations_and_exports_have_budgets_of_their_own(
+    server_db: TempDatabase,
+) -> None:
+    settings = test_settings(
+        server_db.app_dsn,
+        RATE_CREATES_PER_MIN="2",
+        RATE_KEY_ROTATIONS_PER_MIN="1",
+        RATE_EXPORTS_PER_MIN="2",
+    )
+    async with live_server(settings) as live:
+        account = await live.register()
+        token = account["token"]
+        await _inside_one_window(needed_s=15)
+        first = await live.create_conversation(token)
+        await live.create_conversation(token)
+        base = f"/api/conversations/{first}"
+        calls = [
+            ("POST", "/api/conversations", {"title": "third"}, "create"),
+            ("POST", base + "/rotate-key", None, "rotate-key"),
+            ("POST", base + "/rotate-key", None, "rotate-key"),
+            ("GET", base + "/export", None, "export"),
+            ("POST", base + "/verify", None, "export"),  # as costly as an export
+            ("GET", "/api/account/export", None, "export"),
+        ]
+        answers = []
+        for method, path, body, _ in calls:
+            status, answer, headers = await live.call_with_headers(
+                method, path, token=token, json=body
+            )
+            answers.append((status, answer, headers.get("Retry-After")))
+        refused = {i for i, (status, _, _) in enumerate(answers) if status == 429}
+        assert refused == {0, 2, 5}, answers
+        for i in refused:
+            _, answer, retry_after = answers[i]
+            assert answer["error"] == f"Too many {calls[i][3]} events; slow down", answer
+            assert retry_after is not None and 1 <= int(retry_after) <= WINDOW_S
+        # Another user has budgets of their own.
+        other = await live.register()
+        await live.create_conversation(other["token"])

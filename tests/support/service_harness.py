@@ -26,11 +26,13 @@ from protocol.socket_events import AiToken
 from server.config import Settings
 from server.service.accounts import Accounts
 from server.service.chat import ChatService
+from server.service.event_limits import EventLimiter
 from server.service.generation_tracker import LocalTracker
 from server.service.generations import LocalGenerations, RunningGeneration
 from server.service.identity import Identity
 from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
+from server.service.ratelimit import LocalCounter
 from server.service.replies import ReplyRunner
 
 __all__ = ["ChatHarness", "Recorded", "RecordingBroadcaster", "chat_harness"]
@@ -155,6 +157,7 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         tracker,
         replies,
         LostReplies(pool, tracker, broadcast, metrics),
+        limiter=EventLimiter(LocalCounter(), settings.limits),
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
     )

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from protocol.names import ClientEvent
 from server.service import exceptions as errors
 from server.service import ratelimit
-from server.service.event_limits import EventLimiter, EventLimits
+from server.service.event_limits import Action, EventLimiter, EventLimits
 from server.service.ratelimit import LocalCounter, RedisCounter
 
 
@@ -142,28 +142,52 @@ async def _refused(call: object) -> errors.RateLimited:
 
 # ── EventLimiter ────────────────────────────────────────────────────────────
 
-LIMITS = EventLimits(sends=1, edits=2, joins=3, other=4, connects_per_ip=2, flood_refusals=2)
+LIMITS = EventLimits(
+    sends=1,
+    edits=2,
+    joins=3,
+    other=4,
+    connects_per_ip=2,
+    flood_refusals=2,
+    creates=5,
+    key_rotations=6,
+    exports=7,
+)
 
 
-async def test_each_kind_of_event_has_its_own_budget(clock: Clock) -> None:
+async def test_each_action_has_its_own_budget(clock: Clock) -> None:
     limiter = EventLimiter(LocalCounter(), LIMITS)
     user = uuid.uuid4()
     clock.now = 6010.0  # window 100 of 60 s: [6000, 6060)
     budgets = [
-        (ClientEvent.SEND_MESSAGE, "send", 1),
-        (ClientEvent.EDIT_MESSAGE, "edit", 2),
-        (ClientEvent.JOIN_CONVERSATION, "join", 3),
-        (ClientEvent.STOP_GENERATION, "other", 4),
+        (Action.SEND, 1),
+        (Action.EDIT, 2),
+        (Action.JOIN, 3),
+        (Action.CREATE, 5),
+        (Action.ROTATE_KEY, 6),
+        (Action.EXPORT, 7),
     ]
-    for event, kind, limit in budgets:
+    for action, limit in budgets:
         for _ in range(limit):
-            await limiter.check_event(user, event)
-        refused = await _refused(limiter.check_event(user, event))
-        assert refused.message == f"Too many {kind} events; slow down"
+            await limiter.check(user, action)
+        refused = await _refused(limiter.check(user, action))
+        assert refused.message == f"Too many {action.value} events; slow down"
         assert refused.retry_after == 50.0
-    # "other" is one budget for every other event, and it is spent
-    await _refused(limiter.check_event(user, "anything_else"))
-    await limiter.check_event(uuid.uuid4(), ClientEvent.SEND_MESSAGE)
+    await limiter.check(uuid.uuid4(), Action.SEND)  # another user's budget is their own
+
+
+async def test_socket_events_the_services_count_are_not_counted_again(clock: Clock) -> None:
+    limiter = EventLimiter(LocalCounter(), LIMITS)
+    user = uuid.uuid4()
+    clock.now = 6010.0
+    for event in (ClientEvent.SEND_MESSAGE, ClientEvent.EDIT_MESSAGE):
+        for _ in range(10):  # far past their budgets: the service counts them
+            await limiter.check_event(user, event)
+    await limiter.check(user, Action.SEND)  # the send budget is untouched
+    for _ in range(4):
+        await limiter.check_event(user, ClientEvent.STOP_GENERATION)
+    refused = await _refused(limiter.check_event(user, "anything_else"))
+    assert refused.message == "Too many other events; slow down"  # one budget for the rest
 
 
 async def test_connections_are_counted_per_address_and_only_with_one(clock: Clock) -> None:
@@ -192,9 +216,10 @@ async def test_event_keys_in_redis(
     limiter = EventLimiter(RedisCounter(redis_client, prefix=prefix), LIMITS)
     user = uuid.uuid4()
     clock.now = 6010.0
-    await limiter.check_event(user, ClientEvent.SEND_MESSAGE)
-    await limiter.check_event(user, ClientEvent.EDIT_MESSAGE)
-    await limiter.check_event(user, ClientEvent.JOIN_CONVERSATION)
+    await limiter.check(user, Action.SEND)
+    await limiter.check(user, Action.EDIT)
+    await limiter.check(user, Action.JOIN)
+    await limiter.check_event(user, ClientEvent.SEND_MESSAGE)  # counted by the service
     await limiter.check_event(user, ClientEvent.STOP_GENERATION)
     await limiter.check_connect("192.0.2.3")
     await limiter.is_flooding("sid-9")

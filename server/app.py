@@ -261,6 +261,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         settings.secret_key,
         token_ttl=timedelta(seconds=settings.access_token_ttl_s),
         throttle=throttle,
+        accepted_secrets=settings.extra_secret_keys,
     )
     counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
     app[ACCOUNTS] = accounts

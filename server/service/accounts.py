@@ -106,9 +106,14 @@ class Accounts:
         token_ttl: timedelta,
         throttle: PasswordThrottle | None = None,
         hasher: crypto.PasswordHasher | None = None,
+        accepted_secrets: tuple[bytes, ...] = (),
     ) -> None:
         self._pool = pool
         self._secret = secret_key
+        # During a rolling rotation of SECRET_KEY, sessions opened under a secret still
+        # accepted keep working: tokens, CSRF tokens and session keys are checked under
+        # each (new sessions always use the current one).
+        self._secrets = (secret_key, *(s for s in accepted_secrets if s != secret_key))
         self._ttl = token_ttl
         # One instance's own counts unless the app shares them (Redis) across instances.
         self._throttle = throttle or PasswordThrottle(LocalFailures())
@@ -243,23 +248,43 @@ class Accounts:
             csrf_token=self.csrf_token(session_id),
         )
 
-    def csrf_token(self, session_id: uuid.UUID) -> str:
+    def csrf_token(self, session_id: uuid.UUID, *, secret: bytes | None = None) -> str:
         """The session's CSRF token: an HMAC of its id under the server secret, so it is
         bound to the session (a cookie planted by a sibling site cannot match) and needs
         no storage."""
-        digest = hmac.new(self._secret, _CSRF_CONTEXT + session_id.bytes, hashlib.sha256)
+        digest = hmac.new(
+            secret or self._secret, _CSRF_CONTEXT + session_id.bytes, hashlib.sha256
+        )
         return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
     def csrf_valid(self, identity: Identity, token: str | None) -> bool:
-        """Whether `token` is the CSRF token of `identity`'s session."""
+        """Whether `token` is the CSRF token of `identity`'s session (under any secret
+        still accepted)."""
         if not token:
             return False
-        return hmac.compare_digest(token.encode(), self.csrf_token(identity.session_id).encode())
+        return any(
+            hmac.compare_digest(
+                token.encode(), self.csrf_token(identity.session_id, secret=secret).encode()
+            )
+            for secret in self._secrets
+        )
+
+    def _verified(self, token: str) -> tuple[crypto.AccessClaims, bytes]:
+        """The token's claims and the secret that signed it; the current secret's
+        refusal when none did (its reason is the one worth telling)."""
+        first: crypto.AccessTokenError | None = None
+        for secret in self._secrets:
+            try:
+                return crypto.verify_access_token(secret, token), secret
+            except crypto.AccessTokenError as exc:
+                first = first or exc
+        assert first is not None  # the current secret is always tried
+        raise first
 
     async def authenticate(self, token: str, *, touch: bool = False) -> Identity:
         """Verify the JWT and that its session is alive; unwrap the data key for it."""
         try:
-            claims = crypto.verify_access_token(self._secret, token)
+            claims, secret = self._verified(token)
         except crypto.AccessTokenError as exc:
             raise errors.Unauthorized(f"Authentication failed: {exc}") from None
         async with storage.user_tx(self._pool, claims.user_id) as con:
@@ -268,7 +293,7 @@ class Accounts:
                 raise errors.Unauthorized("Authentication failed: session expired or revoked")
             if touch:
                 await storage.touch_session(con, claims.session_id)
-        session_key = crypto.session_wrapping_key(self._secret, claims.session_id)
+        session_key = crypto.session_wrapping_key(secret, claims.session_id)
         try:
             data_key = crypto.unwrap_key(
                 session_key, session.wrapped_data_key, context=session_key_context(session.id)

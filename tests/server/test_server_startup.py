@@ -32,11 +32,21 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"MODEL_PROVIDERS": "llama"}, "MODEL_PROVIDERS"),
+        ({"EXTRA_SECRET_KEYS": "x" * 40 + ",short"}, "EXTRA_SECRET_KEYS"),
+        ({"LOGIN_FREE_FAILURES": "0"}, "LOGIN_FREE_FAILURES"),
+        ({"RATE_CREATES_PER_MIN": "0"}, "RATE_CREATES_PER_MIN"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings({"DATA_DIR": str(tmp_path), **env})
+
+
+def test_extra_secrets_are_a_comma_separated_list(tmp_path: Path) -> None:
+    one, two = "a" * 32, "b" * 40
+    settings = load_settings({"DATA_DIR": str(tmp_path), "EXTRA_SECRET_KEYS": f" {one}, ,{two} "})
+    assert settings.extra_secret_keys == (one.encode(), two.encode())
+    assert load_settings({"DATA_DIR": str(tmp_path)}).extra_secret_keys == ()
 
 
 def test_a_generated_secret_is_kept_in_the_data_folder(tmp_path: Path) -> None:

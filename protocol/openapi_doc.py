@@ -75,7 +75,7 @@ class _Route(NamedTuple):
 _C = "/api/conversations"
 _ROUTES = (
     _Route("post", "/api/auth/register", "register", "auth", "Create an account; opens a "
-           "session [ext]", rest.RegisterRequest, 201, rest.AuthResponse, (409,), public=True,
+           "session [ext]", rest.RegisterRequest, 201, rest.AuthResponse, (409, 429), public=True,
            note=(409, "The email is taken (CONFLICT).")),
     _Route("post", "/api/auth/login", "login", "auth", "Open a session [ext]", rest.LoginRequest,
            200, rest.AuthResponse, (401, 429), public=True),

@@ -23,6 +23,7 @@ import storage
 from ai import ProviderRegistry
 from server.appkeys import (
     ACCOUNTS,
+    ADDRESS_LIMITER,
     CHAT,
     CONNECTED,
     DRAINED,
@@ -49,6 +50,7 @@ from server.realtime.presence import LocalPresence, Presence, RedisPresence
 from server.realtime.resync import MissedEventsResync
 from server.realtime.revocation import SessionRevoker
 from server.realtime.scca_namespace import ChatNamespace
+from server.realtime.socket_admission import SocketAdmission
 from server.rest.auth import auth_routes
 from server.rest.browser import cors_headers, cors_preflight_middleware
 from server.rest.conversations import conversation_routes
@@ -59,6 +61,7 @@ from server.rest.http import error_middleware
 from server.rest.metrics import metrics_handler
 from server.rest.privacy import privacy_routes
 from server.service.accounts import Accounts, session_key_sweep_loop
+from server.service.address_limits import AddressLimiter
 from server.service.chat import ChatService
 from server.service.connected_sockets import ConnectedSockets
 from server.service.event_limits import EventLimiter
@@ -184,6 +187,7 @@ def create_app(settings: Settings) -> web.Application:
     app[GENERATIONS] = LocalGenerations()
     app[METRICS] = metrics
     _add_gauges(metrics, app, sio)
+    sio.report_frame_faults(metrics.frame_refused)
     sio.attach(app, socketio_path=settings.engineio_path)
     # socket.io-client adds a trailing slash by default; the seed's server did not
     # require one (addTrailingSlash: false). Accept both.
@@ -263,9 +267,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         throttle=throttle,
         accepted_secrets=settings.extra_secret_keys,
     )
-    counter: RateCounter = RedisCounter(app[REDIS]) if REDIS in app else LocalCounter()
+    counter: RateCounter = (
+        # One deployment's budgets: another sharing this Redis counts its own.
+        RedisCounter(app[REDIS], prefix=f"{settings.redis_channel}:rl:")
+        if REDIS in app
+        else LocalCounter()
+    )
     app[ACCOUNTS] = accounts
     app[EVENT_LIMITER] = EventLimiter(counter, settings.limits)
+    app[ADDRESS_LIMITER] = AddressLimiter(
+        counter, settings.limits, settings.rate_limit_allowlist, app[METRICS]
+    )
+    admission = SocketAdmission(app[ADDRESS_LIMITER], trust_proxy=settings.trust_proxy)
+    # Every new Engine.IO session, on every socket path, spends its address's budget.
+    app[SIO].admit_handshakes(admission.handshake)
     tracker: GenerationTracker = (
         _redis_tracker(app) if REDIS in app else LocalTracker(app[GENERATIONS])
     )
@@ -320,8 +335,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[EVENT_LIMITER],
         app[METRICS],
         presence,
+        admission,
         max_sockets_per_user=settings.max_sockets_per_user,
-        trust_proxy=settings.trust_proxy,
+        allow_query_tokens=settings.allow_query_tokens,
     )
     app[SIO].register_namespace(namespace)
     manager = app[SIO].manager

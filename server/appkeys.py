@@ -16,6 +16,7 @@ from aiohttp import web
 
 from server.config import Settings
 from server.service.accounts import Accounts
+from server.service.address_limits import AddressLimiter
 from server.service.chat import ChatService
 from server.service.connected_sockets import ConnectedSockets, SessionDisconnector
 from server.service.event_limits import EventLimiter
@@ -26,6 +27,7 @@ from server.service.privacy import PrivacyService
 
 __all__ = [
     "ACCOUNTS",
+    "ADDRESS_LIMITER",
     "CHAT",
     "CONNECTED",
     "DRAINED",
@@ -58,6 +60,8 @@ TRACKER = web.AppKey("tracker", GenerationTracker)
 REVOKER = web.AppKey("revoker", SessionDisconnector)
 # Per-user limits by kind (send, edit, ...): the same counters for every transport.
 EVENT_LIMITER = web.AppKey("event_limiter", EventLimiter)
+# Per-address budgets (connections, registrations), for callers not yet authenticated.
+ADDRESS_LIMITER = web.AppKey("address_limiter", AddressLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 # The state of the Socket.IO pub/sub listener ("ok", "listener stopped", ...), for health.
 PUBSUB_STATE: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("pubsub_state")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ai.settings import AISettings
+from server.service.address_allowlist import AddressAllowlist
 from server.service.event_limits import EventLimits
 from server.service.password_throttle import ThrottleLimits
 
@@ -23,6 +24,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 _LOG = logging.getLogger(__name__)
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _MIN_SECRET_BYTES = 32
+_MIN_METRICS_TOKEN_CHARS = 16
 _SECRET_FILE = "secret_key"  # noqa: S105 - a file name
 
 
@@ -73,6 +75,14 @@ class Settings:
     purge_interval_s: float = 3600.0
     session_key_sweep_interval_s: float = 60.0
     password_throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
+    # Exempt from the per-address limits (connections, registrations).
+    rate_limit_allowlist: AddressAllowlist = field(default_factory=AddressAllowlist)
+    # `GET /metrics` needs `Authorization: Bearer <it>`; without one, production has no
+    # /metrics at all (404) and development serves it openly.
+    metrics_token: str | None = field(default=None, repr=False)
+    # A socket may carry its token as `?token=` (the seed's clients do). Off: refused, the
+    # handshake's auth payload and the session cookie still work (URLs end up in logs).
+    allow_query_tokens: bool = True
 
     @property
     def engineio_path(self) -> str:
@@ -150,6 +160,22 @@ def _extra_secrets(env: Mapping[str, str]) -> tuple[bytes, ...]:
             )
         found.append(secret)
     return tuple(found)
+
+
+def _allowlist(env: Mapping[str, str]) -> AddressAllowlist:
+    try:
+        return AddressAllowlist.parse(env.get("RATE_LIMIT_ALLOWLIST", ""))
+    except ValueError as exc:
+        raise ConfigError(f"RATE_LIMIT_ALLOWLIST: {exc}") from None
+
+
+def _metrics_token(env: Mapping[str, str], production: bool) -> str | None:
+    token = _optional(env, "METRICS_TOKEN")
+    if token is not None and len(token) < _MIN_METRICS_TOKEN_CHARS:
+        raise ConfigError(f"METRICS_TOKEN must be at least {_MIN_METRICS_TOKEN_CHARS} characters")
+    if token is None and production:
+        _LOG.warning("APP_ENV=production without METRICS_TOKEN: /metrics answers 404")
+    return token
 
 
 def _stored_secret(data_dir: Path) -> bytes:
@@ -269,6 +295,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_sockets_per_user=_int(env, "MAX_SOCKETS_PER_USER", 20, low=1, high=10_000),
         handshake_timeout_s=_float(env, "HANDSHAKE_TIMEOUT_S", 10.0, low=0.5, high=600.0),
         trust_proxy=_bool(env, "TRUST_PROXY", False),
+        rate_limit_allowlist=_allowlist(env),
+        metrics_token=_metrics_token(env, production),
+        allow_query_tokens=_bool(env, "ALLOW_QUERY_TOKENS", True),
         privacy_batch_size=_int(env, "PRIVACY_BATCH_SIZE", 500, low=1, high=100_000),
         purge_retention_days=_int(env, "PURGE_RETENTION_DAYS", 30, low=1, high=3650),
         purge_interval_s=_float(env, "PURGE_INTERVAL_S", 3600.0, low=10.0, high=7 * 86400.0),
@@ -290,6 +319,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             creates=_int(env, "RATE_CREATES_PER_MIN", 30, low=1, high=1_000_000),
             key_rotations=_int(env, "RATE_KEY_ROTATIONS_PER_MIN", 10, low=1, high=1_000_000),
             exports=_int(env, "RATE_EXPORTS_PER_MIN", 10, low=1, high=1_000_000),
+            registers_per_ip=_int(
+                env, "RATE_REGISTERS_PER_HOUR_PER_IP", 20, low=1, high=1_000_000
+            ),
         ),
     )
     # Last: every other variable is valid before a development secret is written.

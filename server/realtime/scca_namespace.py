@@ -20,8 +20,8 @@ from urllib.parse import parse_qs
 
 import msgspec
 import socketio
-from aiohttp import web
 from msgspec import UNSET
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from protocol import decode
 from protocol.names import (
@@ -48,10 +48,10 @@ from protocol.socket_events import (
 )
 from server.realtime.conversation_state import replay_messages, state_fields
 from server.realtime.presence import Presence
+from server.realtime.socket_admission import SocketAdmission
 from server.service import exceptions as errors
 from server.service.accounts import Accounts
 from server.service.chat import ChatService
-from server.service.client_address import client_address
 from server.service.connected_sockets import ConnectedSockets
 from server.service.error_mapping import to_service_error
 from server.service.event_limits import EventLimiter
@@ -77,13 +77,24 @@ class SocketState:
     conversation_id: uuid.UUID | None = None
 
 
-def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
+_QUERY_TOKENS_OFF = (
+    "Authentication failed: tokens in the query string are not accepted; "
+    "send the token as auth.token"
+)
+
+
+def _token_from(environ: dict[str, Any], auth: Any, *, allow_query: bool) -> str | None:
+    """The handshake's token: `auth.token`, `?token=` (when allowed), or the session
+    cookie. SocketRefused when a token is in the query string and those are refused:
+    an application's URLs end up in proxy logs and browser history."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    values = query.get("token")
+    if values and not allow_query:
+        raise SocketRefused(_QUERY_TOKENS_OFF)
     if isinstance(auth, dict):
         token = auth.get("token")
         if isinstance(token, str) and token:
             return token
-    query = parse_qs(environ.get("QUERY_STRING", ""))
-    values = query.get("token")
     if values and values[0]:
         return str(values[0])
     # A browser's session cookie (engine.io has already refused origins outside
@@ -117,9 +128,10 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         limiter: EventLimiter,
         metrics: Metrics,
         presence: Presence,
+        admission: SocketAdmission,
         *,
         max_sockets_per_user: int,
-        trust_proxy: bool,
+        allow_query_tokens: bool,
     ) -> None:
         super().__init__("/")
         self._accounts = accounts
@@ -128,8 +140,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._limiter = limiter
         self._metrics = metrics
         self._presence = presence
+        self._admission = admission
         self._max_sockets = max_sockets_per_user
-        self._trust_proxy = trust_proxy
+        self._allow_query_tokens = allow_query_tokens
         self._handlers: dict[str, tuple[Handler, str]] = {
             ClientEvent.JOIN_CONVERSATION: (self._join, ErrorCode.JOIN_FAILED),
             ClientEvent.LEAVE_CONVERSATION: (self._leave, ErrorCode.JOIN_FAILED),
@@ -209,37 +222,30 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # ── connection ──────────────────────────────────────────────────────────
 
-    def _address(self, environ: dict[str, Any]) -> str | None:
-        request = environ.get("aiohttp.request")
-        if not isinstance(request, web.Request):
-            return None
-        return client_address(
-            request.remote,
-            request.headers.get("X-Forwarded-For"),
-            trust_proxy=self._trust_proxy,
-        )
-
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        """Refuse (SocketRefused, its message the client's `connect_error`) or admit. Any
+        other failure is refused too: python-socketio would log it as a traceback and
+        leave the client waiting without an answer."""
         try:
-            await self._limiter.check_connect(self._address(environ))
-        except errors.RateLimited as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
-        token = _token_from(environ, auth)
+            await self._admit(sid, environ, auth)
+        except SocketRefused:
+            raise
+        except Exception as exc:
+            self._connected.remove(sid)
+            _LOG.warning("socket connect could not complete: %s", type(exc).__name__)
+            raise SocketRefused("Authentication failed: service unavailable") from None
+
+    async def _admit(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        await self._admission.connect(environ)
+        token = _token_from(environ, auth, allow_query=self._allow_query_tokens)
         if token is None:
-            raise socketio.exceptions.ConnectionRefusedError("Authentication token required")
+            raise SocketRefused("Authentication token required")
         try:
             identity = await self._accounts.authenticate(token, touch=True)
         except errors.Unauthorized as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
-        except Exception as exc:
-            _LOG.warning("socket authentication could not complete: %s", type(exc).__name__)
-            raise socketio.exceptions.ConnectionRefusedError(
-                "Authentication failed: service unavailable"
-            ) from None
+            raise SocketRefused(exc.message) from None
         if await self._presence.count(identity.user_id) >= self._max_sockets:
-            raise socketio.exceptions.ConnectionRefusedError(
-                f"Too many connections: at most {self._max_sockets} per user"
-            )
+            raise SocketRefused(f"Too many connections: at most {self._max_sockets} per user")
         identity = self._connected.add(sid, identity)
         await self.save_session(
             sid, {_STATE_KEY: SocketState(identity=identity, with_partial=_wants_partial(auth))}

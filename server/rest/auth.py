@@ -13,10 +13,11 @@ from protocol.rest import (
     SessionOut,
     UserOut,
 )
-from server.appkeys import ACCOUNTS, REVOKER
+from server.appkeys import ACCOUNTS, ADDRESS_LIMITER, REVOKER
 from server.rest.browser import clear_session_cookies, set_session_cookies
 from server.rest.http import authenticate, client_ip, json_response, read_json
 from server.service.accounts import LoginResult
+from server.service.address_limits import AddressLimit
 from server.service.timefmt import iso
 
 __all__ = ["auth_routes"]
@@ -36,11 +37,17 @@ def _signed_in(request: web.Request, result: LoginResult, *, status: int) -> web
 
 
 async def register(request: web.Request) -> web.Response:
+    """Open an account. A taken email is answered 409, unlike a new one: register hands
+    back a session token, which a uniform answer could not. The two answers cost the same
+    Argon2 work (`Accounts.register` hashes before it inserts), and each attempt, taken or
+    not, spends the address's hourly budget, which bounds how many emails anyone can test."""
     body = await read_json(request, RegisterRequest)
+    ip = client_ip(request)
+    await request.app[ADDRESS_LIMITER].check(AddressLimit.REGISTER, ip)
     result = await request.app[ACCOUNTS].register(
         body.email,
         body.password,
-        ip=client_ip(request),
+        ip=ip,
         user_agent=request.headers.get("User-Agent"),
     )
     return _signed_in(request, result, status=201)

@@ -1,11 +1,12 @@
-"""Rate limits per user and action, and on connections, shared across instances via Redis.
+"""Rate limits per user and action, shared across instances via Redis.
 
 The chat and privacy services count what a user does (`Action`: send, edit, join,
 create, rotate a key, export) whatever the transport or dialect it came through, so one
 budget covers sockets and REST alike. A Socket.IO event the services do not count is
 counted here as "other" by the socket adapter (`check_event`). Over a limit nothing is
 done: the answer says RATE_LIMITED with `retryAfter` (a socket stays connected; one that
-keeps flooding, many refusals in one window, is disconnected).
+keeps flooding, many refusals in one window, is disconnected). The per-address budgets
+of `EventLimits` (connections, registrations) are spent through `address_limits`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ _COUNTED_BY_THE_SERVICE = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class EventLimits:
-    """Actions and other events per user per minute; connections per IP per minute."""
+    """Actions and other events per user per minute; connections per address per minute
+    and registrations per address per hour (spent through `address_limits`)."""
 
     sends: int = 60
     edits: int = 60
@@ -53,6 +55,7 @@ class EventLimits:
     creates: int = 30
     key_rotations: int = 10
     exports: int = 10
+    registers_per_ip: int = 20
 
 
 class EventLimiter:
@@ -82,13 +85,6 @@ class EventLimiter:
         wait = await self._counter.hit(f"ev:{kind}:{user_id}", limit, _WINDOW_S)
         if wait is not None:
             raise errors.RateLimited(wait, f"Too many {kind} events; slow down")
-
-    async def check_connect(self, ip: str | None) -> None:
-        if not ip:
-            return
-        wait = await self._counter.hit(f"conn:{ip}", self._limits.connects_per_ip, _WINDOW_S)
-        if wait is not None:
-            raise errors.RateLimited(wait, "Too many connections from this address")
 
     async def is_flooding(self, sid: str) -> bool:
         """Count one refusal for this socket; True once it should be disconnected."""

@@ -7,15 +7,27 @@ renders the registry.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from protocol.names import ClientEvent, ServerEvent
 
-__all__ = ["Metrics"]
+__all__ = ["BACKEND_PROBE_MAX_AGE_S", "Metrics", "Probe"]
 
 _OTHER_EVENT = "other"
+_PROBE_TIMEOUT_S = 2.0
+#: How long a measured database or Redis round trip is reported before it is measured
+#: again: scrapes come every 15-60 s, so a scraper sees a fresh figure each time, and a
+#: flood of scrapes costs one `SELECT 1` per period, not one per scrape.
+BACKEND_PROBE_MAX_AGE_S = 5.0
+
+#: A round trip to a backend (`SELECT 1`, Redis `PING`): a coroutine function, or a
+#: function returning an awaitable.
+Probe = Callable[[], object]
 
 
 class Metrics:
@@ -79,16 +91,33 @@ class Metrics:
             ["channel", "reason"],
             registry=self.registry,
         )
+        self.address_limited_total = Counter(
+            "scca_address_limited_total",
+            "Refused by a per-address limit: Engine.IO handshakes, Socket.IO connects,"
+            " registrations",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.frames_refused = Counter(
+            "scca_undecodable_frames_total",
+            "Client frames that could not be decoded, by reason; each closed its connection",
+            ["reason"],
+            registry=self.registry,
+        )
         self.database_latency = Gauge(
             "scca_database_latency_seconds",
-            "Round trip of SELECT 1 at scrape time",
+            "Round trip of SELECT 1, measured at scrape time at most every"
+            f" {BACKEND_PROBE_MAX_AGE_S:g} s (-1: down)",
             registry=self.registry,
         )
         self.redis_latency = Gauge(
             "scca_redis_latency_seconds",
-            "Round trip of PING at scrape time (-1: down)",
+            "Round trip of PING, measured at scrape time at most every"
+            f" {BACKEND_PROBE_MAX_AGE_S:g} s (-1: down)",
             registry=self.registry,
         )
+        self._backends_measured_at: float | None = None
+        self._measuring = asyncio.Lock()
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge computed when scraped (connected sockets, running generations...)."""
@@ -107,6 +136,42 @@ class Metrics:
         """What a sealed channel or mirror calls with the reason it dropped something."""
         return lambda reason: self.sealed_rejected.labels(channel, reason).inc()
 
+    def address_limited(self, limit: str) -> None:
+        """A handshake, connect or registration refused by its per-address budget."""
+        self.address_limited_total.labels(limit).inc()
+
+    def frame_refused(self, reason: str) -> None:
+        """An undecodable client frame (the engine's `FrameFault` value)."""
+        self.frames_refused.labels(reason).inc()
+
+    async def measure_backends(
+        self, database: Probe, redis: Probe | None, *, max_age_s: float = BACKEND_PROBE_MAX_AGE_S
+    ) -> None:
+        """Set the database and Redis latency gauges, unless they were measured less than
+        `max_age_s` ago. Scrapes that arrive together share one measurement."""
+        async with self._measuring:
+            now = time.monotonic()
+            measured = self._backends_measured_at
+            if measured is not None and now - measured < max_age_s:
+                return
+            self.database_latency.set(await _round_trip(database))
+            if redis is not None:
+                self.redis_latency.set(await _round_trip(redis))
+            self._backends_measured_at = time.monotonic()
+
     def error(self, code: str, transport: str) -> None:
         """An error answered to a client; `transport` is "socket" or "rest"."""
         self.errors.labels(code, transport).inc()
+
+
+async def _round_trip(probe: Probe) -> float:
+    """Seconds one probe took, or -1 when it failed or took over two seconds."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            result = probe()
+            if inspect.isawaitable(result):
+                await result
+    except Exception:  # down (or too slow to count as up): the gauge says -1
+        return -1.0
+    return time.perf_counter() - start

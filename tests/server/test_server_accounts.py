@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import argon2
 import asyncpg
 import pytest
 from live_server import TEST_SECRET, LiveServer
@@ -21,6 +22,7 @@ from node_client import NodeClients
 from pg import TempDatabase
 
 import crypto
+from crypto import keys as crypto_keys
 from server.appkeys import CONNECTED
 
 PASSWORD = "correct horse battery"
@@ -88,6 +90,36 @@ async def test_register_returns_user_token_and_expiry_with_normalised_email(
     status, logged_in = await login(server, f"{local.upper()}@example.com ")
     assert status == 200, logged_in
     assert logged_in["user"] == body["user"]
+
+
+async def test_register_does_the_same_argon2_work_whether_or_not_the_email_is_taken(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Register cannot answer a taken email like a new one (the new one gets a session
+    token: README, security); the time it takes must not tell them apart either. Both
+    derive the login hash and the key-encryption key before looking at the email."""
+    work: list[tuple[str, int, int]] = []
+    phc_hash = argon2.PasswordHasher.hash
+    raw_hash = crypto_keys.hash_secret_raw
+
+    def spy_phc(self: argon2.PasswordHasher, *args: Any, **kwargs: Any) -> str:
+        work.append(("login hash", self.time_cost, self.memory_cost))
+        return phc_hash(self, *args, **kwargs)
+
+    def spy_raw(**kwargs: Any) -> bytes:
+        work.append(("kek", kwargs["time_cost"], kwargs["memory_cost"]))
+        return raw_hash(**kwargs)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", spy_phc)
+    monkeypatch.setattr(crypto_keys, "hash_secret_raw", spy_raw)
+    email = _email("taken")
+    body = {"email": email, "password": PASSWORD}
+    assert (await server.call("POST", "/api/auth/register", json=body))[0] == 201
+    new_account = sorted(work)
+    work.clear()
+    assert (await server.call("POST", "/api/auth/register", json=body))[0] == 409
+    assert sorted(work) == new_account
+    assert [kind for kind, _, _ in new_account] == ["kek", "login hash"]
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,46 @@ async def test_connections_per_address_share_one_budget_across_instances(
             await client.disconnect()
 
 
+async def _raw_handshake(live: LiveServer) -> list[str]:
+    """One Engine.IO handshake over long-polling, as a script would send it."""
+    url = f"{live.base_url}/api/socket/?EIO=4&transport=polling"
+    async with live.http.get(url) as response:
+        assert response.status == 200
+        return (await response.text()).split("\x1e")
+
+
+async def test_handshakes_per_address_share_one_budget_across_instances(
+    server_db: TempDatabase, redis: OwnRedis
+) -> None:
+    async with (
+        _instances(server_db, redis.url, RATE_CONNECTS_PER_MIN_PER_IP="4") as (one, two),
+        _one_window(60, needed_s=8),
+    ):
+        for live in (one, two, one, two):
+            assert len(await _raw_handshake(live)) == 1  # OPEN: a session
+        for live in (one, two):
+            opening, refusal, closing = await _raw_handshake(live)
+            assert opening.startswith("0{") and closing == "1"
+            assert refusal.startswith('44{"message":"Too many connections from this address"')
+
+
+async def test_registrations_per_address_share_one_budget_across_instances(
+    server_db: TempDatabase, redis: OwnRedis
+) -> None:
+    env = {"RATE_REGISTERS_PER_HOUR_PER_IP": "2"}
+    async with (
+        _instances(server_db, redis.url, **env) as (one, two),
+        _one_window(3600, needed_s=30),
+    ):
+        await one.register()
+        await two.register()
+        for live in (one, two):
+            email = f"late-{uuid.uuid4().hex[:8]}@example.com"
+            body = {"email": email, "password": PASSWORD}
+            status, answer = await live.call("POST", "/api/auth/register", json=body)
+            assert status == 429 and answer["code"] == "RATE_LIMITED", answer
+
+
 async def _login(
     live: LiveServer, email: str, password: str, address: str
 ) -> tuple[int, Any, str | None]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from live_server import LiveServer
+from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import TempDatabase
 
@@ -233,6 +233,41 @@ async def test_query_token_is_accepted(
     )
     assert client.connected.is_set(), client.connect_error
     await client.disconnect()
+
+
+QUERY_TOKENS_OFF = (
+    "Authentication failed: tokens in the query string are not accepted; "
+    "send the token as auth.token"
+)
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_with_query_tokens_off_the_auth_payload_and_cookie_still_connect(
+    server_db: TempDatabase, node: NodeClients, transports: list[str]
+) -> None:
+    """ALLOW_QUERY_TOKENS=false (production): a token in the URL is refused, even beside
+    a good one in the auth payload, so a client that leaks it into URLs is told so."""
+    settings = test_settings(server_db.app_dsn, ALLOW_QUERY_TOKENS="false")
+    async with live_server(settings) as live:
+        account = await live.register()
+        token = account["token"]
+        for auth in (None, token):
+            refused = await node.connect(
+                live.base_url, token=auth, query={"token": token}, transports=transports
+            )
+            assert not refused.connected.is_set()
+            assert refused.connect_error == QUERY_TOKENS_OFF, refused.connect_error
+        by_auth = await node.connect(live.base_url, token=token, transports=transports)
+        by_cookie = await node.connect(
+            live.base_url,
+            extra_headers={"cookie": f"scca_session={token}", "origin": "http://localhost:3000"},
+            transports=transports,
+        )
+        for client in (by_auth, by_cookie):
+            assert client.connected.is_set(), client.connect_error
+            [pong] = await client.emit("ping")
+            assert "timestamp" in pong
+            await client.disconnect()
 
 
 async def test_state_flags_a_conversation_whose_root_does_not_match(

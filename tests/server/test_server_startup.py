@@ -35,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"EXTRA_SECRET_KEYS": "x" * 40 + ",short"}, "EXTRA_SECRET_KEYS"),
         ({"LOGIN_FREE_FAILURES": "0"}, "LOGIN_FREE_FAILURES"),
         ({"RATE_CREATES_PER_MIN": "0"}, "RATE_CREATES_PER_MIN"),
+        ({"RATE_LIMIT_ALLOWLIST": "10.0.0.1/8"}, "RATE_LIMIT_ALLOWLIST"),
+        ({"RATE_LIMIT_ALLOWLIST": "127.0.0.1, lb.internal"}, "RATE_LIMIT_ALLOWLIST"),
+        ({"RATE_REGISTERS_PER_HOUR_PER_IP": "0"}, "RATE_REGISTERS_PER_HOUR_PER_IP"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+        ({"ALLOW_QUERY_TOKENS": "maybe"}, "ALLOW_QUERY_TOKENS"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str, tmp_path: Path) -> None:
@@ -64,6 +69,27 @@ def test_defaults() -> None:
         "/api/socket",
     )
     assert "k" * 40 not in repr(settings)
+    # abuse limits: query tokens on for the seed's clients, /metrics open in development
+    assert settings.allow_query_tokens is True and settings.metrics_token is None
+    assert not settings.rate_limit_allowlist
+    assert (settings.limits.connects_per_ip, settings.limits.registers_per_ip) == (600, 20)
+
+
+def test_abuse_limit_settings() -> None:
+    settings = load_settings(
+        {
+            "SECRET_KEY": "k" * 40,
+            "ALLOW_QUERY_TOKENS": "false",
+            "METRICS_TOKEN": "m" * 16,
+            "RATE_LIMIT_ALLOWLIST": "10.0.0.0/8, ::1",
+            "RATE_REGISTERS_PER_HOUR_PER_IP": "5",
+        }
+    )
+    assert settings.allow_query_tokens is False
+    assert settings.metrics_token == "m" * 16 and "m" * 16 not in repr(settings)
+    assert "10.2.3.4" in settings.rate_limit_allowlist and "::1" in settings.rate_limit_allowlist
+    assert "11.0.0.1" not in settings.rate_limit_allowlist
+    assert settings.limits.registers_per_ip == 5
 
 
 def test_run_py_prints_one_line_for_a_bad_value(tmp_path: Path) -> None:

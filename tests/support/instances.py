@@ -73,6 +73,8 @@ def instance_env(
             "SHUTDOWN_GRACE_S": "3",
             "CORS_ORIGINS": "http://localhost:3000",
             "PYTHONUNBUFFERED": "1",
+            # Every test registers from 127.0.0.1 (see live_server.test_settings).
+            "RATE_REGISTERS_PER_HOUR_PER_IP": "1000000",
         }
     )
     if redis_url is not None:

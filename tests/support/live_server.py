@@ -36,6 +36,9 @@ def test_settings(app_dsn: str, **env: str) -> Settings:
         # Every test's failed logins come from 127.0.0.1 to one shared server: the
         # address's ceiling is tested where a test sets it (test_server_limits_redis).
         "LOGIN_FAILURES_PER_ADDRESS_PER_HOUR": "1000000",
+        # Every test registers from 127.0.0.1, and Redis-backed counters outlive a test:
+        # tests of the registration limit set their own.
+        "RATE_REGISTERS_PER_HOUR_PER_IP": "1000000",
     }
     base.update(env)
     return load_settings(base)

@@ -10,9 +10,15 @@ written against.
 Installed through a Packet subclass (`serializer=WirePacket`), never by setting `json=`,
 which would rewrite python-socketio's and engine.io's own classes for the whole process.
 
+Decoding a client's packet fails with `UndecodableFrame` and nothing else (see
+`frame_guard`): python-socketio's parser raises whatever its indexing, `int()` and
+`json.loads` raise on garbage (RecursionError on deep nesting, ValueError past 4,300
+digits), and accepts packet types a server never handles.
+
 Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
 `socketio.packet.Packet.json`, the module a packet class encodes (`dumps(data,
-separators=...)`) and decodes (`loads`) with.
+separators=...)`) and decodes (`loads`) with; `Packet.decode(encoded_packet)` and
+`add_attachment(attachment)` as what python-socketio calls on a client's packets.
 """
 
 from __future__ import annotations
@@ -23,9 +29,23 @@ from typing import Any
 import msgspec
 from socketio import packet
 
+from server.realtime.engine.exceptions import FrameFault, UndecodableFrame
+from server.realtime.engine.frame_guard import DECODE_ERRORS, decode_fault
+
 __all__ = ["WireJSON", "WirePacket"]
 
 _ENCODER = msgspec.json.Encoder()
+# What a client may send; CONNECT_ERROR only ever goes from server to client.
+_CLIENT_TYPES = frozenset(
+    {
+        packet.CONNECT,
+        packet.DISCONNECT,
+        packet.EVENT,
+        packet.ACK,
+        packet.BINARY_EVENT,
+        packet.BINARY_ACK,
+    }
+)
 
 
 class WireJSON:
@@ -40,3 +60,22 @@ class WireJSON:
 
 class WirePacket(packet.Packet):  # type: ignore[misc]
     json = WireJSON
+
+    def decode(self, encoded_packet: str | bytes) -> int:
+        try:
+            attachments: int = super().decode(encoded_packet)
+        except DECODE_ERRORS as exc:
+            raise UndecodableFrame(decode_fault(exc)) from None
+        if self.packet_type not in _CLIENT_TYPES:
+            known = self.packet_type == packet.CONNECT_ERROR
+            raise UndecodableFrame(FrameFault.UNEXPECTED if known else FrameFault.UNKNOWN_TYPE)
+        return attachments
+
+    def add_attachment(self, attachment: bytes) -> bool:
+        try:
+            complete: bool = super().add_attachment(attachment)
+        except ValueError:  # the library's: one attachment more than the packet announced
+            raise UndecodableFrame(FrameFault.UNEXPECTED) from None
+        except DECODE_ERRORS as exc:  # a placeholder pointing nowhere, a nest too deep
+            raise UndecodableFrame(decode_fault(exc)) from None
+        return complete

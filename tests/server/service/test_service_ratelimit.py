@@ -1,5 +1,6 @@
 """The rate limiter on its own: fixed windows in-process and in the real Redis, the login
-guard, the per-event and per-connection limits, the flood detector.
+guard, the per-event limits, the flood detector (per-address limits:
+test_service_address_limits.py).
 
 The clock is the only thing replaced (`ratelimit.time`), so windows and retry-after
 values are exact; Redis is the machine's real one (keys under a prefix of each test's own).
@@ -190,20 +191,6 @@ async def test_socket_events_the_services_count_are_not_counted_again(clock: Clo
     assert refused.message == "Too many other events; slow down"  # one budget for the rest
 
 
-async def test_connections_are_counted_per_address_and_only_with_one(clock: Clock) -> None:
-    limiter = EventLimiter(LocalCounter(), LIMITS)
-    clock.now = 6030.0
-    for _ in range(5):
-        await limiter.check_connect(None)
-        await limiter.check_connect("")
-    await limiter.check_connect("192.0.2.1")
-    await limiter.check_connect("192.0.2.1")
-    refused = await _refused(limiter.check_connect("192.0.2.1"))
-    assert refused.message == "Too many connections from this address"
-    assert refused.retry_after == 30.0
-    await limiter.check_connect("192.0.2.2")
-
-
 async def test_a_socket_floods_once_its_refusals_pass_the_limit(clock: Clock) -> None:
     limiter = EventLimiter(LocalCounter(), LIMITS)
     assert [await limiter.is_flooding("sid-1") for _ in range(3)] == [False, False, True]
@@ -221,13 +208,11 @@ async def test_event_keys_in_redis(
     await limiter.check(user, Action.JOIN)
     await limiter.check_event(user, ClientEvent.SEND_MESSAGE)  # counted by the service
     await limiter.check_event(user, ClientEvent.STOP_GENERATION)
-    await limiter.check_connect("192.0.2.3")
     await limiter.is_flooding("sid-9")
     assert await _keys(redis_client, prefix) == {
         f"ev:send:{user}:100": 1,
         f"ev:edit:{user}:100": 1,
         f"ev:join:{user}:100": 1,
         f"ev:other:{user}:100": 1,
-        "conn:192.0.2.3:100": 1,
         "flood:sid-9:100": 1,
     }

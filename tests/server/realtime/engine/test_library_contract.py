@@ -80,6 +80,15 @@ _SIGNATURES: dict[str, tuple[str, bool]] = {
     "engineio.AsyncServer.send_packet": ("self, sid, pkt", True),
     "engineio.AsyncServer.disconnect": ("self, sid", True),
     "engineio.packet.Packet.__init__": ("self, packet_type, data, encoded_packet", False),
+    # handshakes refused before a session exists (handshake_gate, guarded_engine)
+    "engineio.AsyncServer._handle_connect": ("self, environ, transport, jsonp_index", True),
+    "engineio.AsyncServer._ok": ("self, packets, headers, jsonp_index", False),
+    "engineio.AsyncServer.generate_id": ("self", False),
+    # undecodable frames (frame_guard, socket_server, wire_packet)
+    "engineio.async_socket.AsyncSocket.close": ("self, wait, abort, reason", True),
+    "socketio.AsyncServer._handle_eio_message": ("self, eio_sid, data", True),
+    "socketio.packet.Packet.decode": ("self, encoded_packet", False),
+    "socketio.packet.Packet.add_attachment": ("self, attachment", False),
     # python-socketio's server (socket_server.ChatSocketServer)
     "socketio.AsyncServer._engineio_server_class": ("self", False),
     "socketio.AsyncServer._handle_event": ("self, eio_sid, namespace, id, data", True),
@@ -794,16 +803,17 @@ async def test_a_websocket_session_through_every_engine_hook() -> None:
             "socketio.AsyncManager.trigger_callback did not call the emit's callback"
         )
 
-        for sent in ('42["connect",1]', '42["disconnect"]', "42[7]", "42[]"):
+        # (An EVENT without a name, `42[]`, closes the connection: test_socketio_conformance.)
+        for sent in ('42["connect",1]', '42["disconnect"]', "42[7]"):
             await ws.send_str(sent)
         await ws.send_str('423["echo","x"]')
         ack = await _text(ws, "socketio.AsyncServer._handle_event")
         assert ack == '433["ok"]', f"socketio.AsyncServer._handle_event: ack {ack!r}"
         await _eventually(
-            lambda: len(events) == 5,
+            lambda: len(events) == 4,
             f"socketio.AsyncServer._handle_event: the handler saw {events!r}",
         )
-        assert sorted(events) == sorted([UNNAMED_EVENT] * 4 + ["echo"]), (
+        assert sorted(events) == sorted([UNNAMED_EVENT] * 3 + ["echo"]), (
             "socketio.AsyncServer._handle_event(eio_sid, namespace, id, data) is no longer "
             f"how events reach handlers: reserved or invalid names got through: {events!r}"
         )
@@ -1042,3 +1052,107 @@ def test_the_redis_listener_iterates_the_retrying_subscription_we_replace() -> N
         FastRedisManager._redis_listen_with_retries
         is not socketio.AsyncRedisManager._redis_listen_with_retries
     ), "FastRedisManager no longer puts the reporting listener before the library's"
+
+
+# --- handshakes refused before a session exists (handshake_gate, guarded_engine) ----------
+
+
+async def test_a_refused_handshake_is_answered_without_a_session_on_either_transport() -> None:
+    hook = "engineio.AsyncServer._handle_connect"
+    sio = _chat_server()
+    refuse = True
+
+    async def check(environ: dict[str, Any]) -> None:
+        assert isinstance(environ.get("aiohttp.request"), web.Request), (
+            "engineio.async_drivers.aiohttp.translate_request no longer puts the request in "
+            "environ['aiohttp.request']"
+        )
+        if refuse:
+            raise socketio.exceptions.ConnectionRefusedError("go away", {"retryAfter": 7})
+
+    sio.admit_handshakes(check)
+    async with _serving(sio) as (http, url):
+        packets = await _poll(http, f"{url}?EIO=4&transport=polling", hook)
+        assert len(packets) == 3 and packets[0].startswith("0{") and packets[2] == "1", (
+            f"{hook} / engineio.AsyncServer._ok: a refused polling handshake answered {packets!r}"
+        )
+        opening = json.loads(packets[0][1:])
+        assert set(opening) == {"sid", "upgrades", "pingTimeout", "pingInterval", "maxPayload"}, (
+            f"engineio.AsyncServer: the OPEN packet's fields changed: {opening!r}"
+        )
+        assert json.loads(packets[1][2:]) == {"message": "go away", "data": {"retryAfter": 7}}
+        ws = await http.ws_connect(f"{url}?EIO=4&transport=websocket")
+        frames = [await _text(ws, hook), await _text(ws, hook)]
+        closing = await asyncio.wait_for(ws.receive(), _TIMEOUT_S)
+        assert frames[0].startswith("0{") and frames[1].startswith("44{"), frames
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1013, closing
+        await ws.close()
+        assert not sio.eio.sockets, (
+            f"{hook}: a refused handshake left a session in engineio.AsyncServer.sockets"
+        )
+        refuse = False
+        packets = await _poll(http, f"{url}?EIO=4&transport=polling", hook)
+        assert len(packets) == 1 and json.loads(packets[0][1:])["sid"] in sio.eio.sockets, (
+            f"{hook}: an admitted handshake no longer opens a session: {packets!r}"
+        )
+
+
+# --- undecodable frames (frame_guard, wire_packet, socket_server) ------------------------
+
+
+async def _closed_by_server(ws: aiohttp.ClientWebSocketResponse, hook: str) -> int | None:
+    msg = await asyncio.wait_for(ws.receive(), _TIMEOUT_S)
+    assert msg.type == aiohttp.WSMsgType.CLOSE, f"{hook}: the server did not close: {msg!r}"
+    await ws.close()
+    return ws.close_code
+
+
+@pytest.mark.parametrize(
+    ("hook", "frame", "connect", "fault"),
+    [
+        ("engineio.async_drivers.aiohttp.WebSocket.wait", "9x", False, "unknown_type"),
+        ("engineio.async_drivers.aiohttp.WebSocket.wait", "", False, "empty"),
+        ("socketio.AsyncServer._handle_eio_message", "49[]", True, "unknown_type"),
+        ("socketio.AsyncServer._handle_eio_message", '42["a",', True, "bad_json"),
+        ("socketio.AsyncServer._handle_eio_message", "4", True, "empty"),
+        (
+            "socketio.AsyncServer._handle_eio_message (ValueError 'Unexpected binary packet')",
+            '451-["a",{"_placeholder":true,"num":0}]',
+            False,
+            "unexpected",
+        ),
+    ],
+)
+async def test_an_undecodable_frame_ends_its_session_with_a_protocol_error(
+    hook: str, frame: str, connect: bool, fault: str
+) -> None:
+    sio = _chat_server()
+    faults: list[str] = []
+    sio.report_frame_faults(faults.append)
+
+    async def admit(sid: str, environ: dict[str, Any], auth: Any) -> None:
+        return None
+
+    sio.on("connect", admit)
+    async with _serving(sio) as (http, url):
+        ws, eio_sid = await _open_websocket(http, url)
+        if connect:
+            await _connect_namespace(ws)
+        await ws.send_str(frame)
+        assert await _closed_by_server(ws, hook) == 1002, f"{hook}: not closed with 1002"
+        assert faults == [fault], f"{hook}: reported {faults!r}"
+        await _eventually(
+            lambda: eio_sid not in sio.eio.sockets,
+            f"{hook}: the session outlived its undecodable frame (engine.io's websocket "
+            "handler no longer ends the session when wait() raises OSError?)",
+        )
+
+
+def test_the_library_dispatches_an_empty_packet_without_decoding_it() -> None:
+    """Why `ChatSocketServer._handle_eio_message` refuses an empty packet itself."""
+    for empty in ("", b""):
+        pkt = WirePacket(encoded_packet=empty)
+        assert (pkt.packet_type, pkt.data) == (sio_packet.EVENT, None), (
+            "socketio.packet.Packet.__init__ now decodes an empty packet: the server's own "
+            "check for one can go"
+        )

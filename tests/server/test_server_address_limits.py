@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -20,6 +17,7 @@ from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import TempDatabase
 from polling import eventually
+from rate_windows import one_window
 
 from server.appkeys import CONNECTED, SIO
 
@@ -27,16 +25,6 @@ REFUSED = "Too many connections from this address"
 ORIGIN = {"Origin": "http://localhost:3000"}
 
 
-@asynccontextmanager
-async def one_window(window_s: int, needed_s: float) -> AsyncIterator[None]:
-    """Run a counting phase inside one fixed window (waiting for the next window when
-    this one has less than `needed_s` left), and check that it did end there."""
-    left = window_s - time.time() % window_s
-    if left < needed_s:
-        await asyncio.sleep(left + 0.05)
-    window = int(time.time() // window_s)
-    yield
-    assert int(time.time() // window_s) == window, "the phase spanned two rate windows"
 
 
 def _packets(text: str) -> list[str]:

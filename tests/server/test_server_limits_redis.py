@@ -31,6 +31,7 @@ from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClient, NodeClients
 from pg import TempDatabase
 from polling import eventually
+from rate_windows import one_window
 
 _DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 if str(_DEPLOY) not in sys.path:
@@ -68,16 +69,6 @@ async def _instances(
             yield [first, second]
 
 
-@asynccontextmanager
-async def _one_window(window_s: int, needed_s: float) -> AsyncIterator[None]:
-    """Run a counting phase inside one fixed window (waiting for the next window when
-    this one has less than `needed_s` left), and check that it did end there."""
-    left = window_s - time.time() % window_s
-    if left < needed_s:
-        await asyncio.sleep(left + 0.05)
-    window = int(time.time() // window_s)
-    yield
-    assert int(time.time() // window_s) == window, "the phase spanned two rate windows"
 
 
 async def _health(live: LiveServer) -> tuple[int, dict[str, Any]]:
@@ -154,7 +145,7 @@ async def test_sends_joins_and_other_events_share_one_budget_across_instances(
         tab_two = await _connected(node, two, account["token"])
         tabs = (tab_one, tab_two)
 
-        async with _one_window(60, needed_s=10):
+        async with one_window(60, needed_s=10):
             # Joins: two on each instance use the budget of four...
             for _ in range(2):
                 for tab in tabs:
@@ -212,7 +203,7 @@ async def test_connections_per_address_share_one_budget_across_instances(
     async with _instances(server_db, redis.url, RATE_CONNECTS_PER_MIN_PER_IP="4") as (one, two):
         account = await one.register()
         clients: list[NodeClient] = []
-        async with _one_window(60, needed_s=8):
+        async with one_window(60, needed_s=8):
             for live in (one, two, one, two):
                 clients.append(await _connected(node, live, account["token"]))
             for live in (one, two):
@@ -238,7 +229,7 @@ async def test_handshakes_per_address_share_one_budget_across_instances(
 ) -> None:
     async with (
         _instances(server_db, redis.url, RATE_CONNECTS_PER_MIN_PER_IP="4") as (one, two),
-        _one_window(60, needed_s=8),
+        one_window(60, needed_s=8),
     ):
         for live in (one, two, one, two):
             assert len(await _raw_handshake(live)) == 1  # OPEN: a session
@@ -254,7 +245,7 @@ async def test_registrations_per_address_share_one_budget_across_instances(
     env = {"RATE_REGISTERS_PER_HOUR_PER_IP": "2"}
     async with (
         _instances(server_db, redis.url, **env) as (one, two),
-        _one_window(3600, needed_s=30),
+        one_window(3600, needed_s=30),
     ):
         await one.register()
         await two.register()
@@ -380,7 +371,7 @@ async def test_while_redis_is_down_each_instance_counts_alone_then_the_shared_co
         tab_two = await node.joined(two.base_url, account["token"], conversation_id)
         tabs = (tab_one, tab_two)
 
-        async with _one_window(60, needed_s=12):
+        async with one_window(60, needed_s=12):
             await redis.stop()
             for live in (one, two):
                 body = await _until_health(live, lambda s, b: s == 503 and b["redis"] == "down")
@@ -442,7 +433,7 @@ async def test_the_first_decision_after_redis_returns_is_the_shared_counters(
     async with _instances(server_db, redis.url, count=1, RATE_EVENTS_PER_MIN="2") as [live]:
         account = await live.register()
         tab = await _connected(node, live, account["token"])
-        async with _one_window(60, needed_s=8):
+        async with one_window(60, needed_s=8):
             await redis.stop()
             await _until_health(live, lambda s, b: b["redis"] == "down")
             await _admitted_pings(tab, 2)

@@ -92,7 +92,7 @@ _ROUTES = (
            rest.CreateConversationRequest, 201, rest.CreatedConversation, (429,),
            note=(422, "Too many conversations, or body too large (LIMIT_EXCEEDED).")),
     _Route("get", _C + "/{id}", "getConversation", "conversations", "A conversation and a "
-           "viewport of its messages", None, 200, rest.ConversationDetail, (404,),
+           "viewport of its messages", None, 200, rest.ConversationDetail, (404, 429),
            ("id", "from", "to")),
     _Route("patch", _C + "/{id}", "renameConversation", "conversations", "Rename [ext]",
            rest.RenameRequest, 200, rest.ConversationSummary, (404, 409), ("id",)),

@@ -37,7 +37,7 @@ from typing import TextIO
 import asyncpg
 
 import storage
-from server.app import database_dsn
+from server.app import database_dsn, password_throttle
 from server.config import ConfigError, Settings, load_settings
 from server.service import exceptions as errors
 from server.service.accounts import Accounts
@@ -104,9 +104,12 @@ def _app_dsn(settings: Settings) -> str:
         raise _UsageError("set DATABASE_URL or APP_DATABASE_URL") from None
 
 
-def _privacy(pool: asyncpg.Pool) -> PrivacyService:
-    # Nothing generates replies in this process: the tracker has nothing to cancel.
-    return PrivacyService(pool, LocalTracker(LocalGenerations()))
+def _privacy(pool: asyncpg.Pool, settings: Settings) -> PrivacyService:
+    # Nothing generates replies in this process: the tracker has nothing to cancel. The
+    # operator's own password checks are throttled in this process only.
+    return PrivacyService(
+        pool, LocalTracker(LocalGenerations()), throttle=password_throttle(settings, None)
+    )
 
 
 async def _apply_schema(settings: Settings, out: TextIO) -> int:
@@ -123,7 +126,7 @@ async def _purge(settings: Settings, days: int, out: TextIO) -> int:
     pool = await storage.create_pool(_app_dsn(settings), min_size=1, max_size=1)
     try:
         now = datetime.now(UTC)
-        purged = await _privacy(pool).purge(timedelta(days=days), now=now)
+        purged = await _privacy(pool, settings).purge(timedelta(days=days), now=now)
     finally:
         await pool.close()
     cutoff = iso(now - timedelta(days=days))
@@ -148,13 +151,18 @@ def _problems(report: VerifyReport) -> str:
 async def _verify_with_password(
     pool: asyncpg.Pool, settings: Settings, email: str, password: str, out: TextIO
 ) -> int:
-    accounts = Accounts(pool, settings.secret_key, token_ttl=timedelta(minutes=10))
+    accounts = Accounts(
+        pool,
+        settings.secret_key,
+        token_ttl=timedelta(minutes=10),
+        throttle=password_throttle(settings, None),
+    )
     try:
         login = await accounts.login(email, password, ip=None, user_agent="server.admin verify")
     except errors.Unauthorized:
         raise _UsageError("wrong email or password") from None
     identity = await accounts.authenticate(login.token)
-    privacy = _privacy(pool)
+    privacy = _privacy(pool, settings)
     failed = 0
     try:
         async with storage.user_tx(pool, identity.user_id) as con:

@@ -72,6 +72,7 @@ from server.service.generation_tracker import (
     control_channel,
 )
 from server.service.generations import LocalGenerations
+from server.service.key_names import KeyNames
 from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.password_throttle import LocalFailures, PasswordThrottle, RedisFailures
@@ -81,7 +82,7 @@ from server.service.replies import ReplyRunner
 from server.service.sealed_channel import SealedChannel
 from server.service.sealed_mirror import SealedMirror
 
-__all__ = ["create_app", "drain"]
+__all__ = ["create_app", "drain", "password_throttle"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -254,12 +255,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         model = registry.default_model
         provider = registry.provider_name_for(model)
         _LOG.info("new conversations are answered by %s (%s)", model, provider)
-    throttle = PasswordThrottle(
-        RedisFailures(app[REDIS], prefix=f"{settings.redis_channel}:pw:")
-        if REDIS in app
-        else LocalFailures(),
-        settings.password_throttle,
-    )
+    throttle = password_throttle(settings, app.get(REDIS))
     accounts = Accounts(
         app[POOL],
         settings.secret_key,
@@ -276,7 +272,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[ACCOUNTS] = accounts
     app[EVENT_LIMITER] = EventLimiter(counter, settings.limits)
     app[ADDRESS_LIMITER] = AddressLimiter(
-        counter, settings.limits, settings.rate_limit_allowlist, app[METRICS]
+        counter,
+        settings.limits,
+        settings.rate_limit_allowlist,
+        app[METRICS],
+        KeyNames(settings.secret_key, "address-limits"),
     )
     admission = SocketAdmission(app[ADDRESS_LIMITER], trust_proxy=settings.trust_proxy)
     # Every new Engine.IO session, on every socket path, spends its address's budget.
@@ -353,6 +353,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await registry.aclose()
+
+
+def password_throttle(settings: Settings, client: redis_asyncio.Redis | None) -> PasswordThrottle:
+    """The guard on password guesses: counts shared through Redis when there is one."""
+    return PasswordThrottle(
+        RedisFailures(client, prefix=f"{settings.redis_channel}:pw:")
+        if client is not None
+        else LocalFailures(),
+        settings.password_throttle,
+        names=KeyNames(settings.secret_key, "password-throttle"),
+        allowlist=settings.rate_limit_allowlist,
+    )
 
 
 def _redis_tracker(app: web.Application) -> RedisTracker:

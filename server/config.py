@@ -259,6 +259,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     if (
         production
+        and database_url
+        and not _optional(env, "APP_DATABASE_URL")
+        and not _optional(env, "DB_APP_PASSWORD")
+    ):
+        # The server creates the application role from DATABASE_URL; without a password
+        # it could only log in through `trust`, which must not reach production.
+        raise ConfigError(
+            "DB_APP_PASSWORD is required in production when the server creates its "
+            "database role from DATABASE_URL (or set APP_DATABASE_URL yourself)"
+        )
+    if (
+        production
         and ai.openai_api_key is None
         and ai.openai_base_url is None
         and (ai.anthropic_api_key is None)

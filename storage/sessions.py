@@ -75,13 +75,22 @@ async def get_active_session(
 
 
 @convert_errors()
-async def touch_session(con: Connection, session_id: UUID) -> None:
-    """Record activity on a live session; does nothing for a revoked, expired or missing one."""
-    await con.execute(
+async def touch_session(con: Connection, session_id: UUID) -> bool:
+    """Record activity on a live session, best effort; True if it was recorded.
+
+    Does nothing for a revoked, expired or missing session, and nothing for one whose
+    row someone else holds right now: never waits. (A key rotation holds its session
+    row FOR SHARE for its whole run, and a password change holds it too; a socket
+    connecting on that session must not wait for them.)
+    """
+    status = await con.execute(
         "UPDATE sessions SET last_seen_at = now()"
-        " WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+        " WHERE id = (SELECT id FROM sessions"
+        "   WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        "   FOR NO KEY UPDATE SKIP LOCKED)",
         session_id,
     )
+    return status != "UPDATE 0"
 
 
 @convert_errors()

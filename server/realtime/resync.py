@@ -44,7 +44,7 @@ class MissedEventsResync:
             await self._namespace.joined_conversations()
         ).items():
             try:
-                record, _ = await self._chat.open_for_join(identity, conversation_id)
+                record, _ = await self._chat.open_for_join(identity, conversation_id, counted=False)
                 counts[conversation_id] = record.message_count
             except Exception as exc:  # no baseline: state only for this conversation
                 _LOG.warning("resync baseline unavailable: %s", type(exc).__name__)
@@ -74,7 +74,7 @@ class MissedEventsResync:
         """Its current `state` (with `generating`), then the messages after `after_seq`
         (none when the count before the gap is unknown: `state.messageCount` tells the
         client to fetch), to each socket in the conversation."""
-        record, root_ok = await self._chat.open_for_join(identity, conversation_id)
+        record, root_ok = await self._chat.open_for_join(identity, conversation_id, counted=False)
         fields = await state_fields(self._chat, record, root_ok)
         state = msgspec.to_builtins(StatePayload(**fields))
         for sid in sids:

@@ -27,7 +27,7 @@ import storage
 from server.service import exceptions as errors
 from server.service.identity import Identity
 from server.service.keyring import rewrap_conversation_keys, session_key_context, user_key_context
-from server.service.password_throttle import LocalFailures, PasswordThrottle
+from server.service.password_throttle import PasswordThrottle
 from server.service.titles import seal_clear_titles
 
 __all__ = [
@@ -77,12 +77,10 @@ async def check_password(
     """A password asked for again behind a token (Argon2 in a thread); InvalidInput
     naming the `field` when it is wrong. Throttled like a login (by user and address),
     so a stolen token is no password oracle."""
-    subject = f"user:{user.id}"
-    await throttle.check(subject, ip)
+    attempt = await throttle.check(f"user:{user.id}", ip)
     if not await asyncio.to_thread(hasher.verify, user.password_hash, password):
-        await throttle.failed(subject, ip)
         raise errors.InvalidInput(f"{field}: incorrect password")
-    await throttle.succeeded(subject, ip)
+    await throttle.succeeded(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +102,7 @@ class Accounts:
         secret_key: bytes,
         *,
         token_ttl: timedelta,
-        throttle: PasswordThrottle | None = None,
+        throttle: PasswordThrottle,
         hasher: crypto.PasswordHasher | None = None,
         accepted_secrets: tuple[bytes, ...] = (),
     ) -> None:
@@ -115,8 +113,7 @@ class Accounts:
         # each (new sessions always use the current one).
         self._secrets = (secret_key, *(s for s in accepted_secrets if s != secret_key))
         self._ttl = token_ttl
-        # One instance's own counts unless the app shares them (Redis) across instances.
-        self._throttle = throttle or PasswordThrottle(LocalFailures())
+        self._throttle = throttle
         self._hasher = hasher or crypto.PasswordHasher()
 
     async def register(
@@ -160,12 +157,11 @@ class Accounts:
         except errors.InvalidInput:
             await asyncio.to_thread(self._hasher.dummy_verify, password)
             raise errors.Unauthorized(_BAD_CREDENTIALS) from None
-        await self._throttle.check(email, ip)
+        attempt = await self._throttle.check(email, ip)
         async with storage.user_tx(self._pool, None) as con:
             user = await storage.find_user_for_login(con, email)
         if user is None:
             await asyncio.to_thread(self._hasher.dummy_verify, password)
-            await self._throttle.failed(email, ip)
             async with storage.user_tx(self._pool, None) as con:
                 await storage.append_audit(
                     con, user_id=None, action="login_failed", details={"reason": "unknown"}, ip=ip
@@ -173,7 +169,6 @@ class Accounts:
             raise errors.Unauthorized(_BAD_CREDENTIALS)
         ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, password)
         if not ok:
-            await self._throttle.failed(email, ip)
             async with storage.user_tx(self._pool, user.id) as con:
                 await storage.append_audit(
                     con,
@@ -192,7 +187,8 @@ class Accounts:
         )
         async with storage.user_tx(self._pool, user.id) as con:
             # A password change committed since the lookup retired this data key (and
-            # this password): a session must never be opened on it.
+            # this password): a session must never be opened on it. One that starts
+            # now waits for this lock, so it sees (and revokes) the session opened here.
             if not _same_keys(await storage.get_user(con, user.id, for_update=True), user):
                 raise errors.Unauthorized(_BAD_CREDENTIALS)
             if rehash is not None:
@@ -201,7 +197,7 @@ class Accounts:
             # The first moment this server holds the data key after an upgrade.
             await seal_clear_titles(con, self._identity(user.id, result.session_id, data_key))
             await storage.append_audit(con, user_id=user.id, action="login", ip=ip)
-        await self._throttle.succeeded(email, ip)
+        await self._throttle.succeeded(attempt)
         return result
 
     def _identity(self, user_id: uuid.UUID, session_id: uuid.UUID, data_key: bytes) -> Identity:
@@ -335,9 +331,18 @@ class Accounts:
         new data key (no message is touched) and the account stores the new hash, salt
         and wrapped key. Returns the revoked session ids.
 
-        Locks go sessions, then account, then conversations, the order of every writer
-        that wraps a key (`keyring.current_identity` first), so none of them deadlocks.
+        Locks follow the order documented in `keyring` (account, sessions,
+        conversations): the account row comes first, so a login that holds it has
+        committed its session before the others are revoked (that session is revoked
+        too), and two changes queue on it instead of deadlocking on each other's session
+        rows (the second finds the keys it read replaced: Conflict).
+
+        The caller's copy is wrapped under `identity.session_key`, the key its token's
+        secret derived (`authenticate`), which during a rolling rotation of SECRET_KEY
+        may be an older accepted secret than the current one.
         """
+        if not identity.session_key:
+            raise errors.Unauthorized("Authentication failed: session key invalid")
         async with storage.user_tx(self._pool, identity.user_id) as con:
             user = await current_user(con, identity)
         await check_password(
@@ -355,16 +360,18 @@ class Accounts:
             old_kek, user.wrapped_data_key, context=user_key_context(user.id)
         )
         data_key = crypto.new_key()
-        session = self._identity(user.id, identity.session_id, data_key)
+        for_session = crypto.wrap_key(
+            identity.session_key, data_key, context=session_key_context(identity.session_id)
+        )
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            for_session = crypto.wrap_key(
-                session.session_key, data_key, context=session_key_context(session.session_id)
-            )
-            if not await storage.rewrap_session_key(con, session.session_id, for_session):
-                raise errors.Unauthorized("Authentication failed: session expired or revoked")
-            revoked = await storage.revoke_other_sessions(con, user.id, identity.session_id)
+            # First, before any other lock (lock order: `keyring`): the account row.
             if not _same_keys(await storage.get_user(con, user.id, for_update=True), user):
                 raise errors.Conflict("The password was changed meanwhile; sign in again")
+            if not await storage.rewrap_session_key(con, identity.session_id, for_session):
+                raise errors.Unauthorized("Authentication failed: session expired or revoked")
+            # Sees every session committed before the account row was locked, a racing
+            # login's included; no new one can be opened until this commits.
+            revoked = await storage.revoke_other_sessions(con, user.id, identity.session_id)
             try:
                 rewrapped = await rewrap_conversation_keys(con, user.id, old_data_key, data_key)
             except crypto.KeyUnwrapError:

@@ -12,6 +12,7 @@ so in Redis across instances when `REDIS_URL` is set.
 The address is the TCP peer, or the trusted proxy's (`server.service.client_address`).
 IPv6 addresses count per /64: one host usually holds a whole /64, so a per-/128 budget
 would be no budget. Addresses on the allowlist (`RATE_LIMIT_ALLOWLIST`) are not counted.
+Addresses are stored in Redis as keyed hashes (`key_names`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from server.service import exceptions as errors
 from server.service.address_allowlist import AddressAllowlist, parse_address
 from server.service.event_limits import EventLimits
+from server.service.key_names import KeyNames
 from server.service.metrics import Metrics
 from server.service.ratelimit import RateCounter
 
@@ -71,8 +73,10 @@ class AddressLimiter:
         limits: EventLimits,
         allowlist: AddressAllowlist,
         metrics: Metrics,
+        names: KeyNames,
     ) -> None:
         self._counter = counter
+        self._names = names
         self._allowlist = allowlist
         self._metrics = metrics
         # A handshake and a Socket.IO connect spend the one budget of connections.
@@ -89,7 +93,8 @@ class AddressLimiter:
         if not address or address in self._allowlist:
             return
         budget = self._budgets[limit]
-        key = f"{budget.key}:{address_bucket(address)}"
+        # The address goes to Redis as a keyed hash, never in clear.
+        key = f"{budget.key}:{self._names(address_bucket(address))}"
         wait = await self._counter.hit(key, budget.limit, budget.window_s)
         if wait is not None:
             self._metrics.address_limited(limit.value)

@@ -187,10 +187,14 @@ class ChatService:
         return page, len(records) > limit
 
     async def open_for_join(
-        self, identity: Identity, conversation_id: uuid.UUID
+        self, identity: Identity, conversation_id: uuid.UUID, *, counted: bool = True
     ) -> tuple[storage.ConversationRecord, bool]:
-        """The conversation, and whether its stored root is the last message's link (O(1))."""
-        await self._limiter.check(identity.user_id, Action.JOIN)
+        """The conversation, and whether its stored root is the last message's link (O(1)).
+
+        A join the user asked for spends their join budget; the server's own resync
+        after a pub/sub gap (`counted=False`) does not."""
+        if counted:
+            await self._limiter.check(identity.user_id, Action.JOIN)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             await seal_clear_titles(con, identity)
             record = await storage.get_conversation(con, conversation_id)
@@ -266,8 +270,9 @@ class ChatService:
 
         The chain is verified over the whole conversation (HMACs only, no decryption),
         so `integrity` reflects every stored message, not only the viewport. The row is
-        read FOR SHARE (see `replay`).
+        read FOR SHARE (see `replay`). As costly as a join, and counted as one.
         """
+        await self._limiter.check(identity.user_id, Action.JOIN)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             await seal_clear_titles(con, identity)
             record = await storage.get_conversation_for_share(con, conversation_id)

@@ -8,6 +8,27 @@ new one (`rewrap_conversation_keys`). An `Identity` built before that, such as a
 socket's, still carries the old data key: `open_keys` then takes the current one from
 the session row, and every new key is wrapped under the key `current_identity` reads,
 so nothing is ever wrapped under a retired data key.
+
+Lock order. Every transaction that wraps, re-wraps or hands out a key takes its row
+locks in this order, skipping any it does not need and never going back, so none of
+them can deadlock with another:
+
+1. the account row, `storage.get_user(..., for_update=True)` (FOR NO KEY UPDATE):
+   a login (before it opens its session) and a password change (its first statement);
+2. session rows: `current_identity(lock=True)` holds the caller's FOR SHARE (creating a
+   conversation, rotating its key); a password change re-wraps the caller's and then
+   revokes every other one;
+3. conversation rows, FOR UPDATE: one (a rotation, a send, a reply) or all of them in
+   id order (a password change, `rewrap_conversation_keys`).
+
+Rows added meanwhile (a session, a conversation, an audit entry) take only FOR KEY SHARE
+on the account row, which neither FOR NO KEY UPDATE nor a password change's update of
+the row (no key column changes) excludes, so a create or a rotation never waits on it.
+`storage.touch_session` and the sweeps skip locked rows and never wait.
+
+Account erasure (`PrivacyService.delete_account`) takes the account row first too, then
+erases every key and deletes the row: a password change running at the same time
+finishes first, or waits and then finds no account.
 """
 
 from __future__ import annotations
@@ -74,8 +95,9 @@ async def current_identity(
 
     `lock=True` holds the row FOR SHARE until the transaction ends, so a password change
     cannot replace the data key before the caller's new wrapped key is committed: take
-    it first, before any other lock, whenever a key is about to be wrapped. Unauthorized
-    when the session has ended.
+    it first whenever a key is about to be wrapped, before any conversation lock (only
+    the account row, which such callers never lock, may come before it; see "Lock
+    order" above). Unauthorized when the session has ended.
     """
     session = await storage.get_active_session(con, identity.session_id, for_share=lock)
     if session is None or session.user_id != identity.user_id or not identity.session_key:

@@ -42,7 +42,7 @@ from server.service.keyring import (
     open_conversation_keys,
     open_keys,
 )
-from server.service.password_throttle import LocalFailures, PasswordThrottle
+from server.service.password_throttle import PasswordThrottle
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.titles import seal_clear_titles, seal_title, with_title
 from storage import privacy as privacy_sql
@@ -179,7 +179,7 @@ class PrivacyService:
         tracker: GenerationTracker,
         *,
         limiter: EventLimiter | None = None,
-        throttle: PasswordThrottle | None = None,
+        throttle: PasswordThrottle,
         hasher: crypto.PasswordHasher | None = None,
         batch_size: int = 500,
     ) -> None:
@@ -188,7 +188,7 @@ class PrivacyService:
         self._pool = pool
         self._tracker = tracker
         # One instance's own counts unless the app shares them (Redis) across instances.
-        self._throttle = throttle or PasswordThrottle(LocalFailures())
+        self._throttle = throttle
         # The admin tool runs without one: its operator is not rate-limited.
         self._limiter = limiter
         self._hasher = hasher or crypto.PasswordHasher()
@@ -269,7 +269,9 @@ class PrivacyService:
         """
         await self._count(identity, Action.ROTATE_KEY)
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            # First: the new key is wrapped under the current data key (see keyring).
+            # First: the new key is wrapped under the current data key, held FOR SHARE
+            # until commit (lock order: see keyring). Connects on this session do not
+            # wait for it (`touch_session` skips a locked row); a password change does.
             owner = await current_identity(con, identity, lock=True)
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
@@ -357,6 +359,10 @@ class PrivacyService:
             self._hasher, self._throttle, user, password, field="password", ip=ip
         )
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            # The account row first, as every writer of keys locks (see `keyring`): a
+            # password change running now finishes before, or waits and finds no user.
+            if await storage.get_user(con, identity.user_id, for_update=True) is None:
+                raise errors.Unauthorized("Authentication failed: user not found")
             conversation_ids = await privacy_sql.list_conversation_ids(con)
             generating = await privacy_sql.list_generating_conversations(con)
             session_ids = await privacy_sql.erase_user_keys(con, identity.user_id)

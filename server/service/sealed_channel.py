@@ -35,6 +35,7 @@ __all__ = ["ReplayWindow", "SealedChannel"]
 
 _LOG = logging.getLogger(__name__)
 _WINDOW = 4096  # counters a sender may be out of order by (publishes racing on a pool)
+_LOG_EVERY_S = 60.0
 
 
 class _Envelope(msgspec.Struct, array_like=True, frozen=True):
@@ -99,6 +100,10 @@ class SealedChannel:
         self._sender = uuid.uuid4().bytes
         self._counter = itertools.count(1)
         self._seen = ReplayWindow(forget_after_s=2 * max_age_s)
+        # Anyone who can publish on the channel could fill the log: one line a minute
+        # per reason at most, with how many were dropped since (the counter has them all).
+        self._quiet_until: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Envelope)
 
@@ -124,5 +129,13 @@ class SealedChannel:
 
     def _reject(self, reason: str) -> ValueError:
         self._on_reject(reason)
-        _LOG.warning("pub/sub message on %s dropped: %s", self._channel, reason)
+        now = self._clock()
+        dropped = self._unlogged.get(reason, 0) + 1
+        if now >= self._quiet_until.get(reason, 0.0):
+            _LOG.warning(
+                "pub/sub messages on %s dropped: %d %s", self._channel, dropped, reason
+            )
+            self._quiet_until[reason] = now + _LOG_EVERY_S
+            dropped = 0
+        self._unlogged[reason] = dropped
         return ValueError(f"pub/sub message dropped: {reason}")

@@ -67,3 +67,18 @@ def test_a_short_secret_or_no_purpose_is_refused() -> None:
         ChannelSeal(NEW, purpose=b"pubsub", accepted=[b"short"])
     with pytest.raises(ValueError, match="purpose"):
         ChannelSeal(NEW, purpose=b"")
+
+
+def test_each_sealing_process_has_a_key_of_its_own_and_every_peer_opens_it() -> None:
+    one, two = ChannelSeal(NEW, purpose=b"p"), ChannelSeal(NEW, purpose=b"p")
+    a, b = one.seal(b"from one", context=b"c"), two.seal(b"from two", context=b"c")
+    assert a[5:21] != b[5:21]  # the salts that select each sender's key differ
+    reader = ChannelSeal(NEW, purpose=b"p")
+    for _ in range(2):  # derived once, then kept
+        assert reader.open(a, context=b"c") == b"from one"
+        assert reader.open(b, context=b"c") == b"from two"
+    # Many senders come and go: the reader keeps a bounded number of keys, and still
+    # opens a sender it has forgotten.
+    for _ in range(300):
+        reader.open(ChannelSeal(NEW, purpose=b"p").seal(b"x", context=b"c"), context=b"c")
+    assert reader.open(a, context=b"c") == b"from one"

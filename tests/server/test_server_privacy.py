@@ -21,6 +21,7 @@ from live_server import LiveServer, live_server, test_settings
 from node_client import NodeClients
 from pg import BASELINE_SCHEMA, TempDatabase, temporary_database
 from polling import eventually
+from service_harness import local_throttle
 
 import crypto
 import server.app as server_app
@@ -424,7 +425,12 @@ async def test_a_send_during_a_rotation_waits_and_is_not_lost(
     identity = await identity_of(server, token)
     await seed(server, identity, cid, 300)
     # One message per batch: the rotation takes long enough to be caught in the act.
-    slow = PrivacyService(server.app[POOL], server.app[server_app.TRACKER], batch_size=1)
+    slow = PrivacyService(
+        server.app[POOL],
+        server.app[server_app.TRACKER],
+        throttle=local_throttle(),
+        batch_size=1,
+    )
     rotation = asyncio.create_task(slow.rotate_key(identity, uuid.UUID(cid)))
 
     async def backends(condition: str) -> bool:
@@ -841,7 +847,9 @@ async def test_purge_loop_runs_periodically(server: LiveServer, admin: asyncpg.C
             self.runs += 1
             return purged
 
-    service = CountedPurges(server.app[POOL], server.app[server_app.TRACKER])
+    service = CountedPurges(
+        server.app[POOL], server.app[server_app.TRACKER], throttle=local_throttle()
+    )
     task = asyncio.create_task(purge_loop(service, 0.05, timedelta(days=30)))
     try:
         # It runs again and again, and a conversation deleted just now survives each run.

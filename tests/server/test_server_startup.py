@@ -35,6 +35,14 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"EXTRA_SECRET_KEYS": "x" * 40 + ",short"}, "EXTRA_SECRET_KEYS"),
         ({"LOGIN_FREE_FAILURES": "0"}, "LOGIN_FREE_FAILURES"),
         ({"RATE_CREATES_PER_MIN": "0"}, "RATE_CREATES_PER_MIN"),
+        (
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": "k" * 40,
+                "DATABASE_URL": "postgresql://postgres@db:5432/scca",
+            },
+            "DB_APP_PASSWORD",
+        ),
         ({"RATE_LIMIT_ALLOWLIST": "10.0.0.1/8"}, "RATE_LIMIT_ALLOWLIST"),
         ({"RATE_LIMIT_ALLOWLIST": "127.0.0.1, lb.internal"}, "RATE_LIMIT_ALLOWLIST"),
         ({"RATE_REGISTERS_PER_HOUR_PER_IP": "0"}, "RATE_REGISTERS_PER_HOUR_PER_IP"),

@@ -4,11 +4,13 @@ password change."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
+from polling import eventually
 from storage_helpers import new_user
 
 from storage import (
@@ -114,6 +116,64 @@ async def test_reads_never_hand_out_an_expired_session_before_the_sweep(
     assert await _key(admin, expired.id) == b"wrapped"  # still there: only the sweep blanks
     after = await admin.fetchval("SELECT last_seen_at FROM sessions WHERE id = $1", expired.id)
     assert after == before
+
+
+async def _touch(pool: asyncpg.Pool, user: UserRecord, session_id: uuid.UUID) -> bool:
+    async with user_tx(pool, user.id) as con:
+        return await touch_session(con, session_id)
+
+
+async def _done_or_waiting(task: asyncio.Task[bool], admin: asyncpg.Connection) -> bool:
+    """Whether `task` has finished, or an app connection is blocked on a lock."""
+    if task.done():
+        return True
+    await admin.execute("SELECT pg_stat_clear_snapshot()")  # not the transaction's first
+    waiting: int = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'scca' AND wait_event_type = 'Lock'"
+    )
+    return waiting > 0
+
+
+async def test_touch_skips_a_session_row_someone_else_holds(
+    pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    """A key rotation holds its session row FOR SHARE for its whole run; recording
+    activity is best effort and must not wait for it (a socket connect touches)."""
+    user = await new_user(pool)
+    live = await _session(pool, user, expires_in=timedelta(hours=1))
+    last_seen = "SELECT last_seen_at FROM sessions WHERE id = $1"
+    before = await admin.fetchval(last_seen, live.id)
+    async with admin.transaction():
+        await admin.execute("SELECT 1 FROM sessions WHERE id = $1 FOR SHARE", live.id)
+        touch = asyncio.create_task(_touch(pool, user, live.id))
+        await eventually(lambda: _done_or_waiting(touch, admin), what="the touch to end or wait")
+        done_while_held = touch.done()
+    touched_while_held = await touch
+    assert done_while_held, "the touch waited for the row lock"
+    assert touched_while_held is False
+    assert await admin.fetchval(last_seen, live.id) == before
+    assert await _touch(pool, user, live.id) is True
+    assert await admin.fetchval(last_seen, live.id) > before
+
+
+async def test_touch_leaves_revoked_expired_and_others_sessions_alone(
+    pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    user, other = await new_user(pool), await new_user(pool)
+    live = await _session(pool, user, expires_in=timedelta(hours=1))
+    expired = await _session(pool, user, expires_in=-timedelta(seconds=1))
+    revoked = await _session(pool, user, expires_in=timedelta(hours=1))
+    await admin.execute("UPDATE sessions SET revoked_at = now() WHERE id = $1", revoked.id)
+    assert await _touch(pool, other, live.id) is False  # row security
+    assert await _touch(pool, user, expired.id) is False
+    assert await _touch(pool, user, revoked.id) is False
+    assert await _touch(pool, user, uuid.uuid4()) is False
+    seen = await admin.fetch(
+        "SELECT last_seen_at = created_at AS untouched FROM sessions WHERE id = ANY($1)",
+        [live.id, expired.id, revoked.id],
+    )
+    assert [row["untouched"] for row in seen] == [True, True, True]
 
 
 async def test_rewrap_replaces_a_live_key_only(

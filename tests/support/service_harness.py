@@ -30,8 +30,11 @@ from server.service.event_limits import EventLimiter
 from server.service.generation_tracker import LocalTracker
 from server.service.generations import LocalGenerations, RunningGeneration
 from server.service.identity import Identity
+from server.service.key_names import KeyNames
 from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
+from server.service.password_throttle import LocalFailures, PasswordThrottle
+from server.service.privacy import PrivacyService
 from server.service.ratelimit import LocalCounter
 from server.service.replies import ReplyRunner
 
@@ -127,6 +130,17 @@ class ChatHarness:
             generation.listeners.remove(listen)
 
 
+def privacy_service(harness: ChatHarness) -> PrivacyService:
+    """The privacy service over the harness's pool, with nothing to cancel elsewhere."""
+    tracker = LocalTracker(harness.generations)
+    return PrivacyService(harness.pool, tracker, throttle=local_throttle())
+
+
+def local_throttle() -> PasswordThrottle:
+    """A password throttle counting in this process, as one instance without Redis."""
+    return PasswordThrottle(LocalFailures(), names=KeyNames(b"t" * 32, "password-throttle"))
+
+
 @asynccontextmanager
 async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarness]:
     """The service as `create_app` wires it for one instance, minus the transports."""
@@ -162,7 +176,10 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         lock_ttl_s=settings.generation_lock_ttl_s,
     )
     accounts = Accounts(
-        pool, settings.secret_key, token_ttl=timedelta(seconds=settings.access_token_ttl_s)
+        pool,
+        settings.secret_key,
+        token_ttl=timedelta(seconds=settings.access_token_ttl_s),
+        throttle=local_throttle(),
     )
     harness = ChatHarness(settings, pool, accounts, chat, generations, broadcast)
     try:

@@ -14,6 +14,7 @@ from server.service import ratelimit
 from server.service.address_allowlist import AddressAllowlist
 from server.service.address_limits import AddressLimit, AddressLimiter, address_bucket
 from server.service.event_limits import EventLimits
+from server.service.key_names import KeyNames
 from server.service.metrics import Metrics
 from server.service.ratelimit import LocalCounter, RedisCounter
 
@@ -35,12 +36,15 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
+NAMES = KeyNames(b"n" * 32, "address-limits")
+
+
 def _limiter(
     counter: ratelimit.RateCounter | None = None, allowlist: str = ""
 ) -> tuple[AddressLimiter, Metrics]:
     metrics = Metrics()
     limiter = AddressLimiter(
-        counter or LocalCounter(), LIMITS, AddressAllowlist.parse(allowlist), metrics
+        counter or LocalCounter(), LIMITS, AddressAllowlist.parse(allowlist), metrics, NAMES
     )
     return limiter, metrics
 
@@ -155,4 +159,9 @@ async def test_address_keys_in_redis(clock: Clock, redis_client: redis_asyncio.R
     names = [name.decode() async for name in redis_client.scan_iter(match=f"{prefix}*")]
     values = {name.removeprefix(prefix): int(await redis_client.get(name)) for name in names}
     await redis_client.delete(*names)
-    assert values == {"conn:192.0.2.3:100": 2, "reg:2001:db8::/64:1": 1}
+    # Addresses go to Redis as keyed hashes, IPv6 per /64.
+    assert values == {
+        f"conn:{NAMES('192.0.2.3')}:100": 2,
+        f"reg:{NAMES('2001:db8::/64')}:1": 1,
+    }
+    assert not any("192.0.2" in name or "2001" in name for name in names)

@@ -20,13 +20,12 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from pg import TempDatabase
-from service_harness import ChatHarness
+from service_harness import ChatHarness, privacy_service
 
 import crypto
 import storage
 from server.service import exceptions as errors
 from server.service.chat import REPLAY_LIMIT
-from server.service.generation_tracker import LocalTracker
 from server.service.identity import Identity
 from server.service.keyring import new_wrapped_conversation_key, open_conversation_keys
 from server.service.privacy import ErasedAccount, PrivacyService
@@ -36,7 +35,7 @@ PASSWORD = "correct horse battery"  # what ChatHarness.person registers with
 
 @pytest.fixture
 def privacy(harness: ChatHarness) -> PrivacyService:
-    return PrivacyService(harness.pool, LocalTracker(harness.generations))
+    return privacy_service(harness)
 
 
 async def _login(harness: ChatHarness, email: str) -> str:

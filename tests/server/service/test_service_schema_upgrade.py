@@ -15,14 +15,12 @@ from datetime import timedelta
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from live_server import test_settings
 from pg import BASELINE_SCHEMA, TempDatabase, connected, temporary_database
-from service_harness import chat_harness
+from service_harness import chat_harness, local_throttle, privacy_service
 
 import crypto
 import storage
 from server.service.accounts import Accounts
-from server.service.generation_tracker import LocalTracker
 from server.service.identity import Identity
-from server.service.privacy import PrivacyService
 
 BASELINE_2 = BASELINE_SCHEMA.parent / "002_schema.sql"
 PASSWORD = "correct horse battery staple"
@@ -85,7 +83,7 @@ async def _fill_version_2(
     try:
         # The secret the harness's server has: sessions and tokens survive the upgrade.
         secret = test_settings(db.app_dsn).secret_key
-        accounts = Accounts(pool, secret, token_ttl=timedelta(hours=1))
+        accounts = Accounts(pool, secret, token_ttl=timedelta(hours=1), throttle=local_throttle())
         tokens: dict[str, str] = {}
         conversations: dict[str, dict[uuid.UUID, str | None]] = {}
         expired: uuid.UUID | None = None
@@ -174,7 +172,7 @@ async def test_a_version_2_database_upgrades_in_place_and_titles_are_sealed_at_f
             assert not any(t.encode()[:8] in r["sealed_title"] for r in sealed for t in TITLES)
 
             # Every message of every user readable and verifiable; titles read right.
-            privacy = PrivacyService(harness.pool, LocalTracker(harness.generations))
+            privacy = privacy_service(harness)
             for email, token in tokens.items():
                 identity = await harness.accounts.authenticate(token)
                 for conversation_id, title in conversations[email].items():

@@ -98,3 +98,23 @@ def test_the_replay_window_forgets_what_is_too_far_behind() -> None:
     # A sender quiet for longer than twice the age window is forgotten.
     assert window.first_sight(b"c", 1, 200.0)
     assert window.first_sight(b"a", 10_000, 200.0)
+
+
+def test_a_flood_of_forgeries_writes_one_log_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, rejected = Clock(), Counter[str]()
+    receiver = _channel(clock, rejected)
+    with caplog.at_level("WARNING", logger="server.service.sealed_channel"):
+        for _ in range(1000):
+            with pytest.raises(ValueError, match="forged"):
+                receiver.loads(b"junk")
+        clock.now += 60
+        with pytest.raises(ValueError, match="forged"):
+            receiver.loads(b"junk")
+    assert rejected == Counter(forged=1001)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "pub/sub messages on chan dropped: 1 forged",
+        "pub/sub messages on chan dropped: 1000 forged",
+    ]

@@ -13,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from pg import TempDatabase
 from polling import eventually
-from service_harness import ChatHarness
+from service_harness import ChatHarness, local_throttle
 
 import storage
 from server.service import exceptions as errors
@@ -98,7 +98,7 @@ async def test_the_sweep_loop_outlives_a_database_that_is_away(
 ) -> None:
     pool = await storage.create_pool(server_db.app_dsn, min_size=0, max_size=1)
     await pool.close()  # every use now fails as the database being away does
-    accounts = Accounts(pool, b"s" * 32, token_ttl=timedelta(minutes=1))
+    accounts = Accounts(pool, b"s" * 32, token_ttl=timedelta(minutes=1), throttle=local_throttle())
     caplog.set_level(logging.WARNING, logger="server.service.accounts")
     task = asyncio.create_task(session_key_sweep_loop(accounts, 0.01))
     try:

@@ -11,12 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
-from service_harness import ChatHarness
+from service_harness import ChatHarness, privacy_service
 
 import crypto
 from server.service import exceptions as errors
 from server.service.conversation_fields import Purpose, open_field, seal_field
-from server.service.generation_tracker import LocalTracker
 from server.service.identity import Identity
 from server.service.privacy import PrivacyService
 
@@ -26,7 +25,7 @@ TITLE = "Trip to Lisbon: pastéis de nata 🥐"
 
 @pytest.fixture
 def privacy(harness: ChatHarness) -> PrivacyService:
-    return PrivacyService(harness.pool, LocalTracker(harness.generations))
+    return privacy_service(harness)
 
 
 async def _stored(admin: asyncpg.Connection, conversation_id: uuid.UUID) -> asyncpg.Record:
@@ -175,7 +174,7 @@ async def _first_viewport(
 
 
 async def _first_export(harness: ChatHarness, identity: Identity, _: asyncpg.Connection) -> None:
-    await PrivacyService(harness.pool, LocalTracker(harness.generations)).export_account(identity)
+    await privacy_service(harness).export_account(identity)
 
 
 FirstUse = Callable[[ChatHarness, Identity, asyncpg.Connection], Awaitable[None]]

@@ -1,10 +1,11 @@
 """How late the ping wheel sends a ping, past the interval it was scheduled for.
 
-`server/realtime/engine/ping_wheel.py` rounds every due time up to a quarter-second slot
-and turns once a quarter second, so a ping leaves between 0 and two slots (500 ms) after
-its interval, plus whatever the event loop adds. Here sockets (stand-in objects) are
-scheduled at every phase of the slot grid over one interval, in this process's own loop,
-and each ping's lateness is recorded. tests/server/test_server_heartbeats.py only asserts
+`server/realtime/engine/ping_wheel.py` keeps sockets in the order they fall due and one
+loop timer for the earliest, sharing an entry among sockets due within a millisecond:
+a ping leaves up to a millisecond after its interval, plus whatever the event loop adds
+(the quarter-second wheel before it: up to 500 ms). Here sockets (stand-in objects) are
+scheduled in batches spread over one interval, in this process's own loop, and each
+ping's lateness is recorded. tests/server/test_server_heartbeats.py only asserts
 what cannot depend on the machine's load (once each, never early).
 
     .venv/bin/python bench/pings.py [--quick]

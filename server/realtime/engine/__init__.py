@@ -8,7 +8,11 @@
 - `guarded_engine.GuardedEngineServer`: that engine.io server, with handshakes refused
   before they exist (`handshake_gate`) and frames checked (`frame_guard`);
 - `exceptions`: `UndecodableFrame` and its `FrameFault`s;
-- `lean_queue.LeanQueue`: the per-socket packet queue; `ping_wheel.PingWheel`: pings;
+- `engineio_rules` and `socketio_rules`: the two protocols answered as their
+  specifications write them where the libraries answer otherwise (mixins of the two
+  servers above);
+- `lean_queue.LeanQueue`: the per-socket packet queue; `ping_wheel.PingWheel`: pings on
+  time, and unanswered long-polling pings expired on time;
 - `wire_packet.WirePacket`: packets encoded with msgspec;
 - `pubsub_probe`: is the Redis pub/sub listener alive (for `/api/health`).
 

@@ -48,6 +48,7 @@ from engineio.async_drivers.aiohttp import WebSocket as _AiohttpWebSocket
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
+from server.realtime.engine.engineio_rules import EngineIORules, PollingEndsOnUpgrade
 from server.realtime.engine.lean_queue import LeanQueue
 from server.realtime.engine.ping_wheel import PingWheel
 from server.realtime.engine.pubsub_listener import ReportingRedisListener
@@ -62,6 +63,9 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 _SEND_PING = AsyncSocket._send_ping
+# A ping's watch ends this long before `ping_timeout` after it at the earliest (the wall
+# and monotonic clocks may drift apart by that much).
+_EXPIRY_SLACK_S = 0.001
 # The packet classes whose text frames `_encode_event` reproduces: byte for byte for
 # WirePacket (msgspec both ways); for the default class the same JSON values, though the
 # standard library escapes non-ASCII as \uXXXX and writes 1e+16 where msgspec writes 1e16.
@@ -69,7 +73,7 @@ _JSON_PACKET_CLASSES = (sio_packet.Packet, WirePacket)
 _JSON_MODULES = (eio_json, WireJSON)
 
 
-class _UncompressedWebSocket(_AiohttpWebSocket):  # type: ignore[misc]
+class _UncompressedWebSocket(PollingEndsOnUpgrade, _AiohttpWebSocket):  # type: ignore[misc]
     """engine.io's aiohttp websocket, without permessage-deflate, registered for direct writes."""
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -92,8 +96,9 @@ class _UncompressedWebSocket(_AiohttpWebSocket):  # type: ignore[misc]
         return self._sock
 
 
-class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
-    """engine.io server whose websockets are uncompressed and reachable for direct writes."""
+class ChatEngineServer(EngineIORules, engineio.AsyncServer):  # type: ignore[misc]
+    """engine.io server whose websockets are uncompressed and reachable for direct writes,
+    answering as the Engine.IO specification says (`engineio_rules`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -103,7 +108,9 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self._async: dict[str, Any] = drivers
         self.direct_websockets: dict[str, web.WebSocketResponse] = {}
         self._pings: set[asyncio.Future[Any]] = set()
-        self.heartbeats = PingWheel(self.ping_interval, self._ping)
+        self.heartbeats = PingWheel(
+            self.ping_interval, self._ping, timeout_s=self.ping_timeout, expire=self._expire
+        )
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         """engine.io starts a task per socket that sleeps `ping_interval` and then pings;
@@ -119,12 +126,28 @@ class ChatEngineServer(engineio.AsyncServer):  # type: ignore[misc]
             return None  # schedule_ping ignores it
         return super().start_background_task(target, *args, **kwargs)
 
-    def _ping(self, eio_socket: AsyncSocket) -> None:
-        """The rest of engine.io's `AsyncSocket._send_ping`, once the interval has passed."""
+    def _ping(self, eio_socket: AsyncSocket) -> bool:
+        """The rest of engine.io's `AsyncSocket._send_ping`, once the interval has passed;
+        True for a long-polling session, whose pong the wheel then watches for."""
         if eio_socket.closing or eio_socket.closed:
-            return
+            return False
         eio_socket.last_ping = time.time()
-        task = asyncio.ensure_future(eio_socket.send(eio_packet.Packet(eio_packet.PING)))
+        self._keep(eio_socket.send(eio_packet.Packet(eio_packet.PING)))
+        return not eio_socket.upgraded
+
+    def _expire(self, eio_socket: AsyncSocket) -> None:
+        """`ping_timeout` after a long-polling session's ping: closed if still unanswered
+        (engine.io's sweep would get to it anywhere up to a `ping_timeout` later). A
+        websocket's read timeout closes it on time by itself."""
+        last_ping = eio_socket.last_ping
+        if eio_socket.upgraded or eio_socket.closing or eio_socket.closed or not last_ping:
+            return  # answered (a pong clears last_ping), upgraded, or gone
+        if time.time() - last_ping < self.ping_timeout - _EXPIRY_SLACK_S:
+            return  # answered, and pinged again since
+        self._keep(self.end_session(eio_socket, self.reason.PING_TIMEOUT, eio_packet.CLOSE))
+
+    def _keep(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._pings.add(task)
         task.add_done_callback(self._pings.discard)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["LeanQueue"]
@@ -21,7 +22,7 @@ __all__ = ["LeanQueue"]
 
 class LeanQueue:
     """The subset of `asyncio.Queue` engine.io uses: get, get_nowait, put, put_nowait,
-    task_done, join, empty, qsize. Unbounded."""
+    task_done, join, empty, qsize; and `peek` and `drop` (`engineio_rules`). Unbounded."""
 
     __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
 
@@ -44,6 +45,20 @@ class LeanQueue:
 
     async def put(self, item: Any) -> None:
         self.put_nowait(item)
+
+    def peek(self) -> Any:
+        """The next item, left in the queue; None when it is empty."""
+        return self._items[0] if self._items else None
+
+    def drop(self, unwanted: Callable[[Any], bool]) -> int:
+        """Take out every queued item `unwanted(item)` is true for, as if it had been
+        consumed (`task_done`); how many there were."""
+        kept = deque(item for item in self._items if not unwanted(item))
+        dropped = len(self._items) - len(kept)
+        self._items = kept
+        for _ in range(dropped):
+            self.task_done()
+        return dropped
 
     def get_nowait(self) -> Any:
         if not self._items:

@@ -25,16 +25,19 @@ from typing import Any
 
 import socketio
 from aiohttp import WSCloseCode
+from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from server.realtime.engine.exceptions import FrameFault, UndecodableFrame
 from server.realtime.engine.frame_guard import CLOSE_CODE, CLOSE_REASON
 from server.realtime.engine.guarded_engine import GuardedEngineServer
 from server.realtime.engine.handshake_gate import HandshakeRefusal
+from server.realtime.engine.socketio_rules import SocketIORules
 
 __all__ = ["RESERVED_EVENTS", "UNNAMED_EVENT", "ChatSocketServer", "HandshakeCheck"]
 
-RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting", "message"})
+# Not `message`: socket.io-client's `socket.send(...)` emits exactly that event.
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting"})
 UNNAMED_EVENT = "(reserved or invalid event name)"
 
 #: Decides on a new session from its environ: it admits the session by returning and
@@ -48,7 +51,7 @@ _LOG = logging.getLogger(__name__)
 _BINARY_BEFORE_CONNECT = "Unexpected binary packet"
 
 
-class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+class ChatSocketServer(SocketIORules, socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *, handshake_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._handshake_timeout_s = handshake_timeout_s
@@ -151,9 +154,19 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._handshake_timers.pop(eio_sid, None)
         if eio_sid not in self.eio.sockets:
             return
-        # Joined to any namespace (not only "/": a Socket.IO v5 client need not join it).
-        namespaces = list(self.manager.get_namespaces())
-        if any(self.manager.sid_from_eio_sid(eio_sid, n) is not None for n in namespaces):
+        # Joined to any namespace, not only "/" (a Socket.IO v5 client need not join it);
+        # one still being joined (its connect handler runs) gets another timeout.
+        joined = [
+            self.manager.is_connected(sid, namespace)
+            for namespace in list(self.manager.get_namespaces())
+            if (sid := self.manager.sid_from_eio_sid(eio_sid, namespace)) is not None
+        ]
+        if any(joined):
+            return
+        if joined:
+            self._handshake_timers[eio_sid] = asyncio.get_running_loop().call_later(
+                self._handshake_timeout_s, self._check_handshake, eio_sid
+            )
             return
         task = asyncio.create_task(self._expire_handshake(eio_sid))
         self._handshake_checks.add(task)
@@ -161,10 +174,10 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _expire_handshake(self, eio_sid: str) -> None:
         _LOG.info("closing an engine.io session that never completed the Socket.IO handshake")
-        try:
-            await self.eio.disconnect(eio_sid)
-        except Exception as exc:  # already gone: nothing to close
-            _LOG.debug("handshake expiry: %s", type(exc).__name__)
+        engine: GuardedEngineServer = self.eio
+        eio_socket = engine.sockets.get(eio_sid)
+        if eio_socket is not None:  # (engine.io's `disconnect` waits for a poll that may not come)
+            await engine.end_session(eio_socket, engine.reason.SERVER_DISCONNECT, eio_packet.CLOSE)
 
     async def shutdown(self) -> None:
         for task in list(self._handshake_checks):

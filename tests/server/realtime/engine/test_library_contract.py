@@ -89,6 +89,17 @@ _SIGNATURES: dict[str, tuple[str, bool]] = {
     "socketio.AsyncServer._handle_eio_message": ("self, eio_sid, data", True),
     "socketio.packet.Packet.decode": ("self, encoded_packet", False),
     "socketio.packet.Packet.add_attachment": ("self, attachment", False),
+    # the protocols as their specifications write them (engineio_rules, socketio_rules)
+    "engineio.AsyncServer.handle_request": ("self, args, kwargs", True),
+    "engineio.AsyncServer.attach": ("self, app, engineio_path", False),
+    "engineio.AsyncServer._trigger_event": ("self, event, args, kwargs", True),
+    "engineio.AsyncServer._make_response": ("self, response_dict, environ", True),
+    "engineio.AsyncServer._bad_request": ("self, message", False),
+    "engineio.AsyncServer._cors_allowed_origins": ("self, environ", False),
+    "socketio.AsyncServer._handle_ack": ("self, eio_sid, namespace, id, data", True),
+    "socketio.AsyncServer._send_packet": ("self, eio_sid, pkt", True),
+    "socketio.base_manager.BaseManager.get_namespaces": ("self", False),
+    "socketio.base_manager.BaseManager.is_connected": ("self, sid, namespace", False),
     # python-socketio's server (socket_server.ChatSocketServer)
     "socketio.AsyncServer._engineio_server_class": ("self", False),
     "socketio.AsyncServer._handle_event": ("self, eio_sid, namespace, id, data", True),
@@ -859,7 +870,8 @@ async def test_polling_emits_are_queued_and_an_upgrade_makes_them_direct() -> No
         await ws.send_str("2probe")
         assert await _text(ws, "AsyncSocket._websocket_handler probe") == "3probe"
         await ws.send_str("5")
-        assert await _text(ws, "AsyncSocket._websocket_handler upgrade") == "6"
+        # No NOOP follows: the one engine.io queued at the probe for a long-poll that never
+        # came is dropped (engineio_rules.PollingEndsOnUpgrade); the next frame is the note.
         await _eventually(
             lambda: engine.direct_socket(eio_sid) is not None,
             "engineio.async_drivers.aiohttp.WebSocket: an upgraded socket's websocket is not "
@@ -1052,6 +1064,89 @@ def test_the_redis_listener_iterates_the_retrying_subscription_we_replace() -> N
         FastRedisManager._redis_listen_with_retries
         is not socketio.AsyncRedisManager._redis_listen_with_retries
     ), "FastRedisManager no longer puts the reporting listener before the library's"
+
+
+# --- the protocols as their specifications write them (engineio_rules, socketio_rules) ------
+
+
+async def test_the_open_packet_waits_in_the_queue_when_the_connect_event_fires() -> None:
+    hook = "engineio.AsyncServer._handle_connect / _trigger_event('connect', sid, environ)"
+    engine = ChatEngineServer(async_mode="aiohttp", ping_interval=0.3, ping_timeout=0.2)
+    seen: list[Any] = []
+
+    async def connect(sid: str, environ: dict[str, Any]) -> None:
+        seen.append(engine.sockets[sid].queue.peek())
+
+    engine.on("connect", connect)
+    app = web.Application()
+    engine.attach(app)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = server.make_url("/engine.io/?EIO=4&transport=polling")
+            async with http.get(url) as response:
+                opening = json.loads((await response.text())[1:])
+    finally:
+        await engine.heartbeats.stop()
+        await engine.shutdown()
+        await server.close()
+    assert len(seen) == 1 and getattr(seen[0], "packet_type", None) == eio_packet.OPEN, (
+        f"{hook}: the OPEN packet is no longer the first queued packet when the connect "
+        f"event fires ({seen!r}); EngineIORules._exact_open_packet fixes its intervals there"
+    )
+    assert (opening["pingInterval"], opening["pingTimeout"]) == (300, 200), (
+        f"{hook}: the OPEN packet's fields changed: {opening!r}"
+    )
+
+
+def test_every_method_on_the_engine_path_reaches_handle_request() -> None:
+    hook = "engineio.AsyncServer.attach / async_drivers.aiohttp.create_route"
+    engine = ChatEngineServer(async_mode="aiohttp")
+    app = web.Application()
+    engine.attach(app, engineio_path="eio")
+    routes = [r for r in app.router.routes() if r.resource and r.resource.canonical == "/eio/"]
+    assert {r.method for r in routes} >= {"GET", "POST", "OPTIONS", "*"}, (
+        f"{hook}: the engine's routes changed: {[r.method for r in routes]}"
+    )
+    assert all(r.handler == engine.handle_request for r in routes), (
+        f"{hook}: engineio.AsyncServer.handle_request is no longer every route's handler"
+    )
+
+
+def test_engineio_still_drops_long_polling_posts_of_more_than_16_packets() -> None:
+    """Why EngineIORules decodes POST bodies itself (python-engineio's limit: a POST of
+    more than 16 packets raises, and every packet of it is dropped)."""
+    assert engineio.payload.Payload.max_decode_packets == 16, (
+        "engineio.payload.Payload.max_decode_packets changed: see whether "
+        "EngineIORules._post can hand POSTs back to AsyncSocket.handle_post_request"
+    )
+
+
+async def test_the_probe_queues_a_noop_that_the_upgrade_packet_finds_there() -> None:
+    hook = "engineio.async_socket.AsyncSocket._websocket_handler"
+    sio = _chat_server()
+    async with _serving(sio) as (http, url):
+        [opening] = await _poll(http, f"{url}?EIO=4&transport=polling", hook)
+        eio_sid = json.loads(opening[1:])["sid"]
+        eio_socket = sio.eio.sockets[eio_sid]
+        ws, _ = await _open_websocket(http, url, f"&sid={eio_sid}")
+        await ws.send_str("2probe")
+        assert await _text(ws, hook) == "3probe"
+        await _eventually(
+            lambda: eio_socket.upgrading and not eio_socket.queue.empty(),
+            f"{hook}: no NOOP is queued at the probe any more (upgrading "
+            f"{eio_socket.upgrading}); engineio_rules.PollingEndsOnUpgrade can go",
+        )
+        assert eio_socket.queue.peek().packet_type == eio_packet.NOOP
+        await ws.send_str("5")
+        await _eventually(lambda: eio_socket.upgraded, f"{hook}: no upgrade")
+        await sio.eio.send(eio_sid, "after")
+        assert await _text(ws, hook) == "4after", (
+            f"{hook}: the UPGRADE packet no longer passes through the driver's wait() while "
+            "the socket is upgrading: the probe's NOOP was sent over the websocket"
+        )
+        await ws.close()
 
 
 # --- handshakes refused before a session exists (handshake_gate, guarded_engine) ----------

@@ -44,14 +44,18 @@ the OPEN packet is queued and before anything reads the queue, `sockets`, `reaso
 `closed`, and `_websocket_handler` reading the UPGRADE packet through the driver's
 `wait()` before it starts the websocket's writer; `engineio.packet.Packet(encoded_packet=)`;
 the driver's `handler` (bound to the `AsyncSocket`); the queue's `peek()` and `drop()`
-(`LeanQueue`).
+(`LeanQueue`). And aiohttp's router awaiting what a handler marked as a coroutine
+function returns (`_awaited_by_aiohttp`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
-from typing import Any
+import urllib.parse
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import engineio
 from aiohttp import WSCloseCode, web
@@ -61,6 +65,8 @@ from engineio.async_drivers.aiohttp import WebSocket as _AiohttpWebSocket
 from engineio.async_socket import AsyncSocket
 
 __all__ = ["EngineIORules", "PollingEndsOnUpgrade", "decode_payload"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _SEPARATOR = "\x1e"
 # What a client may send in a long-polling POST: CLOSE, PONG, MESSAGE, UPGRADE. OPEN and
@@ -99,6 +105,20 @@ def decode_payload(body: bytes) -> list[eio_packet.Packet]:
             raise ValueError("a packet type a client does not send")
         packets.append(pkt)
     return packets
+
+
+def _awaited_by_aiohttp(function: _F) -> _F:
+    """`function` (a plain function returning an awaitable) marked as a coroutine function:
+    aiohttp's router awaits what a coroutine function returns, and wraps any other handler
+    in a coroutine of its own (deprecated, and a frame again). `inspect.markcoroutinefunction`
+    where there is one (Python 3.12+); on 3.11, the marker `asyncio.iscoroutinefunction`
+    reads, which aiohttp consults before Python 3.14."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        marked: _F = mark(function)
+        return marked
+    setattr(function, "_is_coroutine", getattr(asyncio.coroutines, "_is_coroutine"))  # noqa: B009, B010
+    return function
 
 
 class EngineIORules(engineio.AsyncServer):  # type: ignore[misc]
@@ -149,47 +169,66 @@ class EngineIORules(engineio.AsyncServer):  # type: ignore[misc]
         pkt.data["pingTimeout"] = round(self.ping_timeout * 1000)
         pkt.encode_cache = None
 
-    async def handle_request(self, *args: Any, **kwargs: Any) -> Any:
+    @_awaited_by_aiohttp
+    def handle_request(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """The awaitable that answers the request: ours where a rule of the module's list
+        applies, engine.io's own coroutine otherwise. A plain function, not a coroutine: a
+        websocket keeps the frames of the request handler for its whole life, and a wrapper
+        coroutine around engine.io's would cost every socket its frame (measured, with the
+        parsed query below: 1.4 KiB a socket together, idle sockets costing ~28)."""
         request = args[0] if args else None
         if kwargs or len(args) != 1 or not isinstance(request, web.Request):
-            return await super().handle_request(*args, **kwargs)
+            answer: Awaitable[Any] = super().handle_request(*args, **kwargs)
+            return answer
+        ours = self._answer(request)
+        if ours is not None:
+            return ours
+        answer = super().handle_request(request)
+        return answer
+
+    def _answer(self, request: web.Request) -> Coroutine[Any, Any, Any] | None:
+        """Our answer to this request, or None to leave it to engine.io."""
         if request.method not in _METHODS:
-            return await self._refuse(request, "Bad request method")
-        query = request.query
+            return self._refuse(request, "Bad request method")
+        # Not `request.query`: aiohttp caches it on the request, which a websocket keeps
+        # for its whole life.
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(request.query_string).items()}
         sid = query.get("sid")
         if sid is None:
             if request.method == "GET" and not query.get("transport"):
-                return await self._refuse(request, "Missing transport")
-            return await super().handle_request(request)
+                return self._refuse(request, "Missing transport")
+            return None
         eio_socket = self.sockets.get(sid)
         if eio_socket is None or request.method == "OPTIONS":
-            return await super().handle_request(request)
-        if await self._session_over(eio_socket):
-            return await self._refuse(request, "Session closed")
+            return None
+        if eio_socket.closing or eio_socket.closed:
+            self._forget(eio_socket)
+            return self._refuse(request, "Session closed")
+        if self._ping_unanswered(eio_socket):
+            return self._end_and_refuse(eio_socket, request)
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade or query.get("transport") == "websocket":
-            return await self._websocket(eio_socket, request)
+            if eio_socket.upgrading or eio_socket.upgraded:
+                return self._second_websocket(request)
+            return None
         if eio_socket.upgraded or not eio_socket.connected:
-            return await super().handle_request(request)  # engine.io's 400
+            return None  # engine.io's 400
         if request.method == "POST":
-            return await self._post(eio_socket, request)
-        return await self._poll(eio_socket, request)
+            return self._post(eio_socket, request)
+        return self._poll(eio_socket, request)
 
     # --- the session's state ---------------------------------------------------------------
 
-    async def _session_over(self, eio_socket: AsyncSocket) -> bool:
-        """Whether a request for this session must find it gone (closing, closed, or its
-        ping unanswered past `ping_timeout`); such a session is ended now."""
-        if eio_socket.closing or eio_socket.closed:
-            self._forget(eio_socket)
-            return True
+    def _ping_unanswered(self, eio_socket: AsyncSocket) -> bool:
+        """A long-polling session whose ping went unanswered for `ping_timeout`."""
         last_ping = eio_socket.last_ping
         if eio_socket.upgraded or not last_ping:
             return False
-        if time.time() - last_ping <= self.ping_timeout:
-            return False
+        return bool(time.time() - last_ping > self.ping_timeout)
+
+    async def _end_and_refuse(self, eio_socket: AsyncSocket, request: web.Request) -> Any:
         await self.end_session(eio_socket, self.reason.PING_TIMEOUT, eio_packet.CLOSE)
-        return True
+        return await self._refuse(request, "Session closed")
 
     async def end_session(
         self, eio_socket: AsyncSocket, reason: str, last_packet: int | None = None
@@ -226,11 +265,9 @@ class EngineIORules(engineio.AsyncServer):  # type: ignore[misc]
     async def _refuse(self, request: web.Request, message: str) -> Any:
         return await self._respond(request, self._bad_request(message))
 
-    async def _websocket(self, eio_socket: AsyncSocket, request: web.Request) -> Any:
+    async def _second_websocket(self, request: web.Request) -> Any:
         """One websocket per session: another one is accepted and closed at once (what
         Node does; a 400 would make a browser report an error instead of a close)."""
-        if not (eio_socket.upgrading or eio_socket.upgraded):
-            return await super().handle_request(request)
         environ = await self._environ(request)
         if not self._origin_allowed(environ):
             return await super().handle_request(request)  # engine.io's refusal
@@ -321,13 +358,23 @@ class PollingEndsOnUpgrade(_AiohttpWebSocket):  # type: ignore[misc]
     """A mixin for engine.io's aiohttp websocket driver: when the UPGRADE packet arrives,
     the NOOPs engine.io queued to end a long-poll that never came are dropped, so the new
     websocket does not carry them (its first frame after the upgrade is the first real
-    packet, as the specification's upgrade sequence has it)."""
+    packet, as the specification's upgrade sequence has it).
 
-    async def wait(self) -> Any:
+    `wait` is a plain function returning engine.io's own coroutine except during an
+    upgrade: an idle websocket waits in it for its whole life, and a coroutine of ours
+    around engine.io's would cost every socket its frame."""
+
+    def wait(self) -> Awaitable[Any]:
+        eio_socket = getattr(self.handler, "__self__", None)
+        if getattr(eio_socket, "upgrading", False):
+            return self._wait_upgrading(eio_socket)
+        frame: Awaitable[Any] = super().wait()
+        return frame
+
+    async def _wait_upgrading(self, eio_socket: Any) -> Any:
         data = await super().wait()
         if isinstance(data, str) and data[:1] == str(eio_packet.UPGRADE):
-            eio_socket = getattr(self.handler, "__self__", None)
-            drop = getattr(getattr(eio_socket, "queue", None), "drop", None)
-            if getattr(eio_socket, "upgrading", False) and drop is not None:
+            drop = getattr(eio_socket.queue, "drop", None)
+            if drop is not None:
                 drop(_is_noop)
         return data

@@ -53,12 +53,11 @@ class LeanQueue:
     def drop(self, unwanted: Callable[[Any], bool]) -> int:
         """Take out every queued item `unwanted(item)` is true for, as if it had been
         consumed (`task_done`); how many there were."""
-        kept = deque(item for item in self._items if not unwanted(item))
-        dropped = len(self._items) - len(kept)
-        self._items = kept
-        for _ in range(dropped):
+        dropped = [item for item in self._items if unwanted(item)]
+        for item in dropped:  # in place: a new deque per call would be a new block
+            self._items.remove(item)
             self.task_done()
-        return dropped
+        return len(dropped)
 
     def get_nowait(self) -> Any:
         if not self._items:

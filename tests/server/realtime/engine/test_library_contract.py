@@ -26,6 +26,7 @@ import inspect
 import json
 import time
 import types
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -34,7 +35,7 @@ import engineio
 import pytest
 import socketio
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, make_mocked_request
 from engineio import async_server, async_socket, base_server, base_socket
 from engineio import json as eio_json
 from engineio import packet as eio_packet
@@ -1104,7 +1105,10 @@ def test_every_method_on_the_engine_path_reaches_handle_request() -> None:
     hook = "engineio.AsyncServer.attach / async_drivers.aiohttp.create_route"
     engine = ChatEngineServer(async_mode="aiohttp")
     app = web.Application()
-    engine.attach(app, engineio_path="eio")
+    with warnings.catch_warnings():
+        # aiohttp wraps a handler it does not take for a coroutine function (deprecated).
+        warnings.simplefilter("error", DeprecationWarning)
+        engine.attach(app, engineio_path="eio")
     routes = [r for r in app.router.routes() if r.resource and r.resource.canonical == "/eio/"]
     assert {r.method for r in routes} >= {"GET", "POST", "OPTIONS", "*"}, (
         f"{hook}: the engine's routes changed: {[r.method for r in routes]}"
@@ -1112,6 +1116,26 @@ def test_every_method_on_the_engine_path_reaches_handle_request() -> None:
     assert all(r.handler == engine.handle_request for r in routes), (
         f"{hook}: engineio.AsyncServer.handle_request is no longer every route's handler"
     )
+
+
+def test_a_websocket_request_is_answered_by_engineios_own_coroutine() -> None:
+    """No coroutine of ours around engine.io's on the websocket path: aiohttp keeps the
+    handler's frames for the websocket's whole life (EngineIORules.handle_request)."""
+    hook = "engineio.AsyncServer.handle_request"
+    engine = ChatEngineServer(async_mode="aiohttp")
+    for query in ("EIO=4&transport=websocket", "EIO=4&transport=polling"):
+        request = make_mocked_request(
+            "GET", f"/engine.io/?{query}", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+        )
+        answer = engine.handle_request(request)
+        library_code = engineio.AsyncServer.handle_request.__code__
+        try:
+            assert getattr(answer, "cr_code", None) is library_code, (
+                f"{hook}: a handshake is no longer answered by engine.io's own coroutine "
+                f"({answer!r}): a frame more for every socket"
+            )
+        finally:
+            answer.close()
 
 
 def test_engineio_still_drops_long_polling_posts_of_more_than_16_packets() -> None:

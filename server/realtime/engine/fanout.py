@@ -82,6 +82,9 @@ class _UncompressedWebSocket(PollingEndsOnUpgrade, _AiohttpWebSocket):  # type: 
             max_msg_size=self.server.max_http_buffer_size, compress=False
         )
         await self._sock.prepare(request)
+        # The 101 response's headers are on the wire once prepared (aiohttp serialised
+        # them); nothing reads them again, and the websocket would keep them all its life.
+        self._sock.headers.clear()
         self.environ = environ
         eio_socket = getattr(self.handler, "__self__", None)
         sid = getattr(eio_socket, "sid", None)

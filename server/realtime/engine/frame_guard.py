@@ -31,12 +31,13 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode
 from engineio.async_drivers.aiohttp import WebSocket as _AiohttpWebSocket
 
+from server.realtime.engine.chained import Chained
 from server.realtime.engine.exceptions import FrameFault, UndecodableFrame
 
 __all__ = [
@@ -122,13 +123,22 @@ class FrameGuard:
 class FrameCheckingWebSocket(_AiohttpWebSocket):  # type: ignore[misc]
     """engine.io's aiohttp websocket, handing engine.io only frames it can decode.
 
-    A mixin: `frame_checked` puts it in front of whichever driver the engine uses."""
+    A mixin: `frame_checked` puts it in front of whichever driver the engine uses.
+    `wait` is a plain function returning a `Chained` awaitable, not a coroutine: an idle
+    websocket waits in it for its whole life, and a coroutine frame of ours around the
+    driver's would cost every socket that frame."""
 
-    async def wait(self) -> Any:
-        data = await super().wait()
+    def wait(self) -> Awaitable[Any]:
+        return Chained(super().wait(), FrameCheckingWebSocket._checked, self)
+
+    def _checked(self, data: Any) -> Awaitable[Any] | None:
+        """None to hand `data` to engine.io; the refusal for a frame it cannot decode."""
         fault = engineio_frame_fault(data)
         if fault is None:
-            return data
+            return None
+        return self._refuse(fault)
+
+    async def _refuse(self, fault: FrameFault) -> Any:
         eio_socket = getattr(self.handler, "__self__", None)
         guard: FrameGuard = self.server.frame_guard
         guard.report(fault, sid=getattr(eio_socket, "sid", None), transport="websocket")

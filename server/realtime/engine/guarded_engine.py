@@ -8,13 +8,31 @@ table `_async["websocket"]` (a copy of its own in `ChatEngineServer`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
+from server.realtime.engine.chained import Chained
 from server.realtime.engine.fanout import ChatEngineServer
 from server.realtime.engine.frame_guard import FrameGuard, frame_checked
-from server.realtime.engine.handshake_gate import HandshakeGate, refuse_handshake
+from server.realtime.engine.handshake_gate import (
+    HandshakeGate,
+    HandshakeRefusal,
+    refuse_handshake,
+)
 
 __all__ = ["GuardedEngineServer"]
+
+# What the gate decided on, for `_after_gate`: the server, engine.io's own
+# `_handle_connect` (bound), and its arguments.
+_Handshake = tuple["GuardedEngineServer", Any, dict[str, Any], str, "int | None"]
+
+
+def _after_gate(handshake: _Handshake, refusal: HandshakeRefusal | None) -> Awaitable[Any]:
+    engine, connect, environ, transport, jsonp_index = handshake
+    if refusal is None:
+        answer: Awaitable[Any] = connect(environ, transport, jsonp_index)
+        return answer
+    return refuse_handshake(engine, environ, transport, jsonp_index, refusal)
 
 
 class GuardedEngineServer(ChatEngineServer):
@@ -24,12 +42,16 @@ class GuardedEngineServer(ChatEngineServer):
         self.handshake_gate: HandshakeGate | None = None
         self._async["websocket"] = frame_checked(self._async["websocket"])
 
-    async def _handle_connect(
+    def _handle_connect(
         self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
-    ) -> Any:
+    ) -> Awaitable[Any]:
+        """The gate, then engine.io's handshake. Not a coroutine: a websocket opened by
+        its handshake lives inside engine.io's `_handle_connect`, and a coroutine of ours
+        around it would cost every such socket its frame (`chained`)."""
+        connect = super()._handle_connect
         gate = self.handshake_gate
-        if gate is not None:
-            refusal = await gate(environ)
-            if refusal is not None:
-                return await refuse_handshake(self, environ, transport, jsonp_index, refusal)
-        return await super()._handle_connect(environ, transport, jsonp_index)
+        if gate is None:
+            answer: Awaitable[Any] = connect(environ, transport, jsonp_index)
+            return answer
+        handshake: _Handshake = (self, connect, environ, transport, jsonp_index)
+        return Chained(gate(environ), _after_gate, handshake)

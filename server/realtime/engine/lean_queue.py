@@ -3,7 +3,9 @@
 `asyncio.Queue` builds four deques up front (items, getters, putters, and the join
 event's waiters): about 2.5 KiB for every connected socket, mostly idle. engine.io's
 queue is unbounded with one consumer at a time, so putters never wait; this keeps the
-items in one deque and creates the rest only when somebody actually waits.
+items in one deque and creates the rest only when somebody actually waits. The deque
+itself (~0.75 KiB: its first block) exists only while something is queued: an idle
+socket's queue is empty between pings, and most sockets are idle.
 
 Private hooks relied on (checked by tests/server/realtime/engine/test_library_contract.py):
 `engineio.AsyncServer.create_queue()` making every socket's queue, and the queue methods
@@ -27,7 +29,8 @@ class LeanQueue:
     __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        # None while empty (see the module's docstring); never an empty deque for long.
+        self._items: deque[Any] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
@@ -36,10 +39,14 @@ class LeanQueue:
         return not self._items
 
     def qsize(self) -> int:
-        return len(self._items)
+        items = self._items
+        return len(items) if items is not None else 0
 
     def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
         self._unfinished += 1
         self._wake_one()
 
@@ -53,19 +60,33 @@ class LeanQueue:
     def drop(self, unwanted: Callable[[Any], bool]) -> int:
         """Take out every queued item `unwanted(item)` is true for, as if it had been
         consumed (`task_done`); how many there were."""
-        dropped = [item for item in self._items if unwanted(item)]
+        items = self._items
+        if not items:
+            return 0
+        dropped = [item for item in items if unwanted(item)]
         for item in dropped:  # in place: a new deque per call would be a new block
-            self._items.remove(item)
+            items.remove(item)
             self.task_done()
+        if not items:
+            self._items = None
         return len(dropped)
 
     def get_nowait(self) -> Any:
-        if not self._items:
+        items = self._items
+        if not items:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        return self._take(items)
+
+    def _take(self, items: deque[Any]) -> Any:
+        """The first of `items` (the queue's, not empty); the deque is let go once empty."""
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
 
     async def get(self) -> Any:
-        while not self._items:
+        items = self._items
+        while not items:
             getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if self._getters is None:
                 self._getters = []
@@ -80,7 +101,8 @@ class LeanQueue:
                     # Woken and then cancelled: pass the wake-up on to the next getter.
                     self._wake_one()
                 raise
-        return self._items.popleft()
+            items = self._items
+        return self._take(items)
 
     def _wake_one(self) -> None:
         getters = self._getters

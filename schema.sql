@@ -1,4 +1,4 @@
--- schema-version: 3
+-- schema-version: 4
 --
 -- The whole database of the chat server: tables, indexes, row-level security
 -- policies, the login lookup function and the application's grants.
@@ -47,6 +47,9 @@ CREATE TABLE users (
     wrapped_data_key bytea       NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- The private half of the user's X25519 pair, wrapped under their data key (its
+    -- public half is in profiles). NULL until their first login after version 4.
+    wrapped_private_key bytea,
     CONSTRAINT users_email_key UNIQUE (email),
     CONSTRAINT users_email_lowercase CHECK (email = lower(email))
 );
@@ -86,17 +89,38 @@ CREATE TABLE conversations (
     model         text        NOT NULL,
     message_count integer     NOT NULL DEFAULT 0 CHECK (message_count >= 0),
     merkle_root   bytea,
-    wrapped_key   bytea       NOT NULL,
+    wrapped_key   bytea,
     key_version   integer     NOT NULL DEFAULT 1,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
     deleted_at    timestamptz,
     sealed_title  bytea,
+    -- Version 4: 'ai' is one user and the model (the seed's conversation); 'direct' is
+    -- two people, one conversation per pair (direct_pair: their two ids, lower first);
+    -- 'group' has a name (sealed_title), a description (sealed_description, sealed like
+    -- the title) and a category. user_id is the creator. An 'ai' conversation's key is
+    -- wrapped under its owner's data key here (wrapped_key); a shared one's is sealed to
+    -- each member's public key in conversation_members, and wrapped_key is NULL.
+    kind               text NOT NULL DEFAULT 'ai',
+    sealed_description bytea,
+    category           text,
+    direct_pair        text,
     -- Target of the (conversation_id, user_id) foreign keys below: a row that
-    -- hangs off a conversation must carry that conversation's real owner, so
+    -- hangs off a conversation must carry that conversation's real creator, so
     -- nobody can attach rows to a conversation id they happen to know.
     CONSTRAINT conversations_id_user_id_key UNIQUE (id, user_id),
-    CONSTRAINT conversations_one_title CHECK (title IS NULL OR sealed_title IS NULL)
+    CONSTRAINT conversations_one_title CHECK (title IS NULL OR sealed_title IS NULL),
+    CONSTRAINT conversations_kind_check CHECK (kind IN ('ai', 'direct', 'group')),
+    CONSTRAINT conversations_key_by_kind CHECK ((kind = 'ai') = (wrapped_key IS NOT NULL)),
+    CONSTRAINT conversations_direct_pair CHECK ((kind = 'direct') = (direct_pair IS NOT NULL)),
+    CONSTRAINT conversations_group_fields CHECK (
+        kind = 'group'
+        OR (category IS NULL AND sealed_description IS NULL)
+    ),
+    CONSTRAINT conversations_category_check CHECK (
+        category IS NULL
+        OR category IN ('GENERAL', 'FOOD_SHARE', 'NEWS', 'RECIPES', 'TIPS', 'LOCAL_EVENTS')
+    )
 ) WITH (fillfactor = 85);
 CREATE INDEX conversations_user_updated_idx
     ON conversations (user_id, updated_at DESC, id) WHERE deleted_at IS NULL;
@@ -106,10 +130,47 @@ CREATE INDEX conversations_user_deleted_idx
 -- nothing once they are all sealed.
 CREATE INDEX conversations_legacy_title_idx
     ON conversations (user_id) WHERE title IS NOT NULL;
+-- One live direct conversation per pair of people: a second create finds the first.
+CREATE UNIQUE INDEX conversations_direct_pair_key
+    ON conversations (direct_pair) WHERE kind = 'direct' AND deleted_at IS NULL;
+
+-- Who may see a conversation: every conversation has a row here per member ('ai' ones
+-- their owner, as admin). Row-level security of every table that hangs off a
+-- conversation follows this table, through member_conversation_ids() below.
+-- sealed_key is the conversation key sealed to the member's public key (X25519, bound
+-- to the conversation, key version and member), NULL for 'ai' conversations. Receipts
+-- are watermarks per member, not rows per message.
+CREATE TABLE conversation_members (
+    conversation_id    uuid        NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    user_id            uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role               text        NOT NULL DEFAULT 'member',
+    sealed_key         bytea,
+    key_version        integer     NOT NULL DEFAULT 1,
+    added_by           uuid,
+    joined_at          timestamptz NOT NULL DEFAULT now(),
+    last_delivered_seq integer     NOT NULL DEFAULT 0 CHECK (last_delivered_seq >= 0),
+    last_read_seq      integer     NOT NULL DEFAULT 0 CHECK (last_read_seq >= 0),
+    CONSTRAINT conversation_members_pkey PRIMARY KEY (conversation_id, user_id),
+    CONSTRAINT conversation_members_role_check CHECK (role IN ('admin', 'moderator', 'member'))
+);
+CREATE INDEX conversation_members_user_idx ON conversation_members (user_id, conversation_id);
+
+-- What others may know of a person: a name, an image and the public half of their
+-- X25519 pair (to seal conversation keys to them). Never the account row.
+CREATE TABLE profiles (
+    user_id    uuid        PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    name       text,
+    image      text,
+    public_key bytea,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT profiles_name_check CHECK (name IS NULL OR char_length(name) BETWEEN 1 AND 100),
+    CONSTRAINT profiles_image_check CHECK (image IS NULL OR char_length(image) <= 2048),
+    CONSTRAINT profiles_public_key_check CHECK (public_key IS NULL OR octet_length(public_key) = 32)
+);
 
 -- One row per message. Columns are ordered widest-alignment first so the
 -- fixed part of a row packs without padding. user_id is the conversation's
--- owner, copied so the policy is a plain equality on the row itself.
+-- creator (the owner of an 'ai' conversation).
 CREATE TABLE messages (
     conversation_id uuid        NOT NULL,
     user_id         uuid        NOT NULL,
@@ -120,12 +181,19 @@ CREATE TABLE messages (
     token           bytea       NOT NULL,
     link            bytea       NOT NULL,
     client_msg_id   text,
+    -- Version 4: a message's public id beside its sequence (a sequence is reused after a
+    -- destructive edit; an id never is), and who wrote it: the member for a person's
+    -- message, NULL for the model's. user_id stays the conversation's creator, which
+    -- the foreign key below checks.
+    id              uuid        NOT NULL DEFAULT gen_random_uuid(),
+    sender_id       uuid        REFERENCES users (id) ON DELETE SET NULL,
     CONSTRAINT messages_pkey PRIMARY KEY (conversation_id, seq),
     CONSTRAINT messages_conversation_fkey FOREIGN KEY (conversation_id, user_id)
-        REFERENCES conversations (id, user_id) ON DELETE CASCADE
+        REFERENCES conversations (id, user_id) ON UPDATE CASCADE ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX messages_client_msg_id_key
     ON messages (conversation_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
+CREATE UNIQUE INDEX messages_id_key ON messages (id);
 -- Tokens are ciphertext: compressing them is wasted work, so never try.
 -- Links are 32-byte digests: keep them inline and uncompressed.
 ALTER TABLE messages
@@ -142,7 +210,7 @@ CREATE TABLE generation_locks (
     started_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL,
     CONSTRAINT generation_locks_conversation_fkey FOREIGN KEY (conversation_id, user_id)
-        REFERENCES conversations (id, user_id) ON DELETE CASCADE
+        REFERENCES conversations (id, user_id) ON UPDATE CASCADE ON DELETE CASCADE
 );
 
 -- details never holds message content. conversation_id has no foreign key:
@@ -180,6 +248,195 @@ ALTER TABLE audit_log         ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_log         FORCE ROW LEVEL SECURITY;
 ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE schema_migrations FORCE ROW LEVEL SECURITY;
+ALTER TABLE conversation_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE conversation_members FORCE ROW LEVEL SECURITY;
+ALTER TABLE profiles          ENABLE ROW LEVEL SECURITY;
+ALTER TABLE profiles          FORCE ROW LEVEL SECURITY;
+
+-- Membership (version 4). A policy on conversation_members that read
+-- conversation_members would recurse, so every membership question goes through these
+-- SECURITY DEFINER functions, owned by scca_membership: a NOLOGIN role whose policies
+-- let it read memberships and conversation creators, and hand conversations over
+-- (hand_over_conversations), nothing else. Each answers for
+-- the transaction's identity only (app.current_user_id), never for a user named by
+-- the caller.
+
+DO $role$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'scca_membership') THEN
+        CREATE ROLE scca_membership
+            NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
+    END IF;
+EXCEPTION
+    -- Roles are cluster-wide: another database may be creating it at this moment.
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$role$;
+
+GRANT USAGE ON SCHEMA public TO scca_membership;
+GRANT SELECT (conversation_id, user_id, role, joined_at) ON conversation_members
+    TO scca_membership;
+GRANT UPDATE (role) ON conversation_members TO scca_membership;
+GRANT SELECT (id, user_id, kind) ON conversations TO scca_membership;
+GRANT UPDATE (user_id) ON conversations TO scca_membership;
+CREATE POLICY conversation_members_membership ON conversation_members
+    TO scca_membership USING (true) WITH CHECK (true);
+CREATE POLICY conversations_membership ON conversations
+    TO scca_membership USING (true) WITH CHECK (true);
+
+-- The conversations the identity is a member of. Policies use it as
+-- `id IN (SELECT member_conversation_ids())`: one hashed set per statement.
+CREATE FUNCTION member_conversation_ids()
+RETURNS SETOF uuid
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+    SELECT m.conversation_id
+    FROM public.conversation_members AS m
+    WHERE m.user_id = NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid
+$fn$;
+REVOKE ALL ON FUNCTION member_conversation_ids() FROM PUBLIC;
+ALTER FUNCTION member_conversation_ids() OWNER TO scca_membership;
+
+-- May the identity add members to this conversation? Its admins may; its creator may
+-- while it has no member yet (the statement that creates it with its first members).
+CREATE FUNCTION may_add_members(p_conversation_id uuid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+    WITH me AS (
+        SELECT NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid AS id
+    )
+    SELECT EXISTS (
+        SELECT 1 FROM public.conversation_members AS m, me
+        WHERE m.conversation_id = p_conversation_id AND m.user_id = me.id AND m.role = 'admin'
+    ) OR (
+        EXISTS (
+            SELECT 1 FROM public.conversations AS c, me
+            WHERE c.id = p_conversation_id AND c.user_id = me.id
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM public.conversation_members AS m
+            WHERE m.conversation_id = p_conversation_id
+        )
+    )
+$fn$;
+REVOKE ALL ON FUNCTION may_add_members(uuid) FROM PUBLIC;
+ALTER FUNCTION may_add_members(uuid) OWNER TO scca_membership;
+
+-- The identity's role in one conversation (NULL when not a member).
+CREATE FUNCTION member_role(p_conversation_id uuid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+    SELECT m.role
+    FROM public.conversation_members AS m
+    WHERE m.conversation_id = p_conversation_id
+      AND m.user_id = NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid
+$fn$;
+REVOKE ALL ON FUNCTION member_role(uuid) FROM PUBLIC;
+ALTER FUNCTION member_role(uuid) OWNER TO scca_membership;
+
+-- The 'ai' conversations the identity belongs to (as their owner): the only ones whose
+-- stored messages may be rewritten or deleted (the destructive edit, key rotation).
+-- People's messages are only ever appended.
+CREATE FUNCTION rewritable_conversation_ids()
+RETURNS SETOF uuid
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+    SELECT m.conversation_id
+    FROM public.conversation_members AS m
+    JOIN public.conversations AS c ON c.id = m.conversation_id
+    WHERE m.user_id = NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid
+      AND c.kind = 'ai'
+$fn$;
+REVOKE ALL ON FUNCTION rewritable_conversation_ids() FROM PUBLIC;
+ALTER FUNCTION rewritable_conversation_ids() OWNER TO scca_membership;
+
+-- Any member appends to a shared conversation (its head: count, last link, time), but
+-- only its admins change what it is (name, description, category) or end it; a direct
+-- conversation has no admin, so neither of its two people can. Row-level security
+-- cannot tell columns apart, so this trigger does, as the role that updates.
+CREATE FUNCTION conversations_guard_update()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+BEGIN
+    IF OLD.kind <> 'ai'
+        AND (NEW.sealed_title, NEW.sealed_description, NEW.category, NEW.deleted_at)
+            IS DISTINCT FROM (OLD.sealed_title, OLD.sealed_description, OLD.category,
+                              OLD.deleted_at)
+    THEN
+        IF public.member_role(OLD.id) IS DISTINCT FROM 'admin' THEN
+            RAISE EXCEPTION 'only a group''s admins change or delete it'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION conversations_guard_update() FROM PUBLIC;
+CREATE TRIGGER conversations_guard_update BEFORE UPDATE ON conversations
+    FOR EACH ROW EXECUTE FUNCTION conversations_guard_update();
+
+-- Account erasure must not take other people's conversations with it: the direct and
+-- group conversations the leaving person created pass to another member first (an
+-- admin, else the longest-standing member, who becomes admin of a group left without
+-- one). Their messages follow through the ON UPDATE CASCADE foreign keys. Conversations
+-- nobody else is in are left to be erased with the account. Returns how many passed.
+CREATE FUNCTION hand_over_conversations()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+DECLARE
+    me uuid := NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid;
+    moved integer;
+BEGIN
+    IF me IS NULL THEN
+        RETURN 0;
+    END IF;
+    WITH heirs AS (
+        SELECT DISTINCT ON (c.id) c.id, c.kind, m.user_id AS heir
+        FROM public.conversations AS c
+        JOIN public.conversation_members AS m
+            ON m.conversation_id = c.id AND m.user_id <> me
+        WHERE c.user_id = me AND c.kind <> 'ai'
+        ORDER BY c.id, (m.role = 'admin') DESC, m.joined_at, m.user_id
+    ), passed AS (
+        UPDATE public.conversations AS c SET user_id = h.heir
+        FROM heirs AS h WHERE c.id = h.id
+        RETURNING c.id
+    ), promoted AS (
+        UPDATE public.conversation_members AS m SET role = 'admin'
+        FROM heirs AS h
+        WHERE m.conversation_id = h.id AND m.user_id = h.heir AND h.kind = 'group'
+          AND NOT EXISTS (
+              SELECT 1 FROM public.conversation_members AS a
+              WHERE a.conversation_id = h.id AND a.role = 'admin' AND a.user_id <> me
+          )
+        RETURNING m.user_id
+    )
+    SELECT pg_catalog.count(*) INTO moved FROM passed;
+    RETURN moved;
+END
+$fn$;
+REVOKE ALL ON FUNCTION hand_over_conversations() FROM PUBLIC;
+ALTER FUNCTION hand_over_conversations() OWNER TO scca_membership;
 
 CREATE POLICY users_owner ON users
     USING (id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
@@ -195,15 +452,51 @@ CREATE POLICY sessions_owner ON sessions
     USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
     WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
-CREATE POLICY conversations_owner ON conversations
+-- Members see and update their conversations; a new one is inserted by its creator
+-- (it has no member yet: its first members follow in the same transaction), and only
+-- its creator deletes it for good.
+CREATE POLICY conversations_member_read ON conversations FOR SELECT
+    USING (id IN (SELECT member_conversation_ids()));
+CREATE POLICY conversations_member_update ON conversations FOR UPDATE
+    USING (id IN (SELECT member_conversation_ids()))
+    WITH CHECK (id IN (SELECT member_conversation_ids()));
+CREATE POLICY conversations_create ON conversations FOR INSERT
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
+CREATE POLICY conversations_creator_delete ON conversations FOR DELETE
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
+
+-- Members read and append; only an 'ai' conversation's owner rewrites or deletes.
+CREATE POLICY messages_member_read ON messages FOR SELECT
+    USING (conversation_id IN (SELECT member_conversation_ids()));
+CREATE POLICY messages_member_append ON messages FOR INSERT
+    WITH CHECK (conversation_id IN (SELECT member_conversation_ids()));
+CREATE POLICY messages_owner_rewrite ON messages FOR UPDATE
+    USING (conversation_id IN (SELECT rewritable_conversation_ids()))
+    WITH CHECK (conversation_id IN (SELECT rewritable_conversation_ids()));
+CREATE POLICY messages_owner_delete ON messages FOR DELETE
+    USING (conversation_id IN (SELECT rewritable_conversation_ids()));
+
+CREATE POLICY generation_locks_member ON generation_locks
+    USING (conversation_id IN (SELECT member_conversation_ids()))
+    WITH CHECK (conversation_id IN (SELECT member_conversation_ids()));
+
+-- A member sees the other members of their conversations; an admin adds members (see
+-- may_add_members); a member updates only their own row (receipts, their sealed key).
+CREATE POLICY conversation_members_read ON conversation_members FOR SELECT
+    USING (conversation_id IN (SELECT member_conversation_ids()));
+CREATE POLICY conversation_members_add ON conversation_members FOR INSERT
+    WITH CHECK (may_add_members(conversation_id));
+CREATE POLICY conversation_members_self ON conversation_members FOR UPDATE
     USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
     WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
-CREATE POLICY messages_owner ON messages
-    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
+-- Any identified user may read profiles (ids are random; the service shows them only to
+-- people who share a conversation or looked each other up); each writes only their own.
+CREATE POLICY profiles_read ON profiles FOR SELECT
+    USING ((SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid) IS NOT NULL);
+CREATE POLICY profiles_own_insert ON profiles FOR INSERT
     WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
-
-CREATE POLICY generation_locks_owner ON generation_locks
+CREATE POLICY profiles_own_update ON profiles FOR UPDATE
     USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid))
     WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 
@@ -249,6 +542,24 @@ REVOKE ALL ON FUNCTION find_user_for_login(text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO scca_login_lookup;
 GRANT SELECT ON users TO scca_login_lookup;
 ALTER FUNCTION find_user_for_login(text) OWNER TO scca_login_lookup;
+
+-- Version 4: finding someone to talk to by their exact email. Only an identified user
+-- may ask, and only the id comes back (NULL when there is no such account); the
+-- service rate-limits it and answers "not found" and "not allowed" alike.
+CREATE FUNCTION find_user_id_by_email(p_email text)
+RETURNS uuid
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+    SELECT u.id
+    FROM public.users AS u
+    WHERE u.email = pg_catalog.lower(p_email)
+      AND NULLIF(pg_catalog.current_setting('app.current_user_id', true), '') IS NOT NULL
+$fn$;
+REVOKE ALL ON FUNCTION find_user_id_by_email(text) FROM PUBLIC;
+ALTER FUNCTION find_user_id_by_email(text) OWNER TO scca_login_lookup;
 
 -- Version 2: the purge of soft-deleted conversations (see migrations/002_purge.sql).
 
@@ -377,6 +688,11 @@ $fn$;
 REVOKE ALL ON FUNCTION blank_expired_session_keys(integer) FROM PUBLIC;
 ALTER FUNCTION blank_expired_session_keys(integer) OWNER TO scca_session_sweep;
 
+-- Version 4: the membership policies apply to every role that reads conversations and
+-- messages, so the purge's role evaluates them too (they show it nothing: it has no
+-- identity); the sweep reads sessions only.
+GRANT EXECUTE ON FUNCTION member_conversation_ids() TO scca_purge;
+
 -- @every-apply -----------------------------------------------------------------
 -- Grants for the application role, reset to exactly this list on every apply.
 
@@ -392,18 +708,25 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', app);
 
     EXECUTE format('GRANT SELECT, INSERT, DELETE ON users TO %I', app);
-    EXECUTE format('GRANT UPDATE (password_hash, kek_salt, wrapped_data_key, updated_at)'
-                   ' ON users TO %I', app);
+    EXECUTE format('GRANT UPDATE (password_hash, kek_salt, wrapped_data_key, updated_at,'
+                   ' wrapped_private_key) ON users TO %I', app);
+    EXECUTE format('GRANT SELECT, INSERT ON profiles TO %I', app);
+    EXECUTE format('GRANT UPDATE (name, image, public_key, updated_at) ON profiles TO %I', app);
+    EXECUTE format('GRANT SELECT, INSERT ON conversation_members TO %I', app);
+    EXECUTE format('GRANT UPDATE (sealed_key, key_version, last_delivered_seq, last_read_seq)'
+                   ' ON conversation_members TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT ON sessions TO %I', app);
     EXECUTE format('GRANT UPDATE (wrapped_data_key, last_seen_at, revoked_at)'
                    ' ON sessions TO %I', app);
     EXECUTE format('GRANT SELECT, DELETE ON conversations TO %I', app);
     -- No clear title in a new row: sealed_title only. (UPDATE of title remains, to
     -- blank the clear titles of version 2 once they are sealed.)
-    EXECUTE format('GRANT INSERT (id, user_id, model, wrapped_key, key_version, sealed_title)'
-                   ' ON conversations TO %I', app);
+    EXECUTE format('GRANT INSERT (id, user_id, model, wrapped_key, key_version, sealed_title,'
+                   ' kind, sealed_description, category, direct_pair) ON conversations TO %I',
+                   app);
     EXECUTE format('GRANT UPDATE (title, sealed_title, message_count, merkle_root, wrapped_key,'
-                   ' key_version, updated_at, deleted_at) ON conversations TO %I', app);
+                   ' key_version, updated_at, deleted_at, sealed_description, category)'
+                   ' ON conversations TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT, DELETE ON messages TO %I', app);
     EXECUTE format('GRANT UPDATE (token, link) ON messages TO %I', app);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON generation_locks TO %I', app);
@@ -411,6 +734,12 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SEQUENCE audit_log_id_seq TO %I', app);
 
     EXECUTE format('GRANT EXECUTE ON FUNCTION find_user_for_login(text) TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION find_user_id_by_email(text) TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION member_conversation_ids() TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION may_add_members(uuid) TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION member_role(uuid) TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION rewritable_conversation_ids() TO %I', app);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION hand_over_conversations() TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION purge_deleted_conversations(timestamptz, integer)'
                    ' TO %I', app);
     EXECUTE format('GRANT EXECUTE ON FUNCTION blank_expired_session_keys(integer) TO %I', app);

@@ -3,7 +3,9 @@
 Message tokens (:mod:`crypto.tokens`), key material and wrapping (:mod:`crypto.keys`),
 the per-conversation integrity chain (:mod:`crypto.chain`), login password hashing
 (:mod:`crypto.passwords`), access tokens (:mod:`crypto.access_tokens`) and the seal
-of what leaves for Redis (:mod:`crypto.channel_seal`).
+of what leaves for Redis (:mod:`crypto.channel_seal`) and the members' X25519 key pairs
+that seal a conversation key to each member of a shared conversation
+(:mod:`crypto.member_keys`).
 """
 
 from crypto.access_tokens import (
@@ -40,6 +42,15 @@ from crypto.keys import (
     unwrap_key,
     wrap_key,
 )
+from crypto.member_keys import (
+    MemberKeyPair,
+    new_member_key_pair,
+    open_from_member,
+    public_key_of,
+    seal_to_member,
+    unwrap_private_key,
+    wrap_private_key,
+)
 from crypto.passwords import PasswordHasher
 from crypto.tokens import (
     MAX_CONTENT_CHARS,
@@ -71,6 +82,7 @@ __all__ = [
     "CryptoError",
     "InvalidToken",
     "KeyUnwrapError",
+    "MemberKeyPair",
     "Message",
     "PasswordHasher",
     "Role",
@@ -83,19 +95,25 @@ __all__ = [
     "derive_kek",
     "issue_access_token",
     "new_key",
+    "new_member_key_pair",
     "new_salt",
     "next_link",
     "open_field",
+    "open_from_member",
     "pack",
     "peek_header",
+    "public_key_of",
     "reencrypt",
     "root_hex",
     "seal_field",
+    "seal_to_member",
     "seed_v1_keys",
     "session_wrapping_key",
     "unpack",
     "unwrap_key",
+    "unwrap_private_key",
     "verify_access_token",
     "verify_chain",
     "wrap_key",
+    "wrap_private_key",
 ]

@@ -112,18 +112,23 @@ def pack(
     role: Role,
     content: str,
     timestamp: datetime | None = None,
+    *,
+    compress: bool = True,
 ) -> bytes:
     """Encrypt one message as a version-2 token.
 
     ``timestamp`` defaults to now and must be timezone-aware; it is stored in whole
-    seconds. Raises ``ValueError`` for a sequence outside 1..2**32-1, an unknown role,
-    empty or whitespace-only content, content over :data:`MAX_CONTENT_CHARS`, text with
-    lone surrogates, or a timestamp outside the uint32 range.
+    seconds. ``compress=False`` never compresses: in a conversation where more than one
+    party writes, compressed lengths would let one learn about another's text placed in
+    the same message (README, "Compression"). Raises ``ValueError`` for a sequence
+    outside 1..2**32-1, an unknown role, empty or whitespace-only content, content over
+    :data:`MAX_CONTENT_CHARS`, text with lone surrogates, or a timestamp outside the
+    uint32 range.
     """
     if isinstance(sequence, bool) or not 1 <= sequence <= _MAX_UINT32:
         raise ValueError("sequence must be in 1..4294967295")
     return _seal(keys, conversation_id, sequence, Role(role), _encode_content(content),
-                 _unix_seconds(timestamp))
+                 _unix_seconds(timestamp), compress=compress)
 
 
 def unpack(
@@ -172,16 +177,23 @@ def peek_header(token: bytes) -> TokenHeader:
 
 
 def reencrypt(
-    old: ConversationKeys, new: ConversationKeys, conversation_id: uuid.UUID, token: bytes
+    old: ConversationKeys,
+    new: ConversationKeys,
+    conversation_id: uuid.UUID,
+    token: bytes,
+    *,
+    compress: bool = True,
 ) -> bytes:
     """Decrypt ``token`` with ``old`` keys and write it again as version 2 under ``new``.
 
-    Sequence, role and timestamp are kept. Used for key rotation and for migrating
-    version-1 tokens. Raises :class:`InvalidToken` if ``token`` does not open.
+    Sequence, role and timestamp are kept; ``compress`` as for :func:`pack`. Used for
+    key rotation and for migrating version-1 tokens. Raises :class:`InvalidToken` if
+    ``token`` does not open.
     """
     message = unpack(old, conversation_id, token)
     return _seal(new, conversation_id, message.sequence, message.role,
-                 message.content.encode("utf-8"), int(message.timestamp.timestamp()))
+                 message.content.encode("utf-8"), int(message.timestamp.timestamp()),
+                 compress=compress)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -231,9 +243,11 @@ def _seal(
     role: Role,
     data: bytes,
     timestamp: int,
+    *,
+    compress: bool,
 ) -> bytes:
     flags = 0
-    if len(data) > _COMPRESS_MIN_BYTES:
+    if compress and len(data) > _COMPRESS_MIN_BYTES:
         wbits = min(15, max(9, (len(data) + _ZLIB_LOOKAHEAD).bit_length()))
         packed = zlib.compress(data, _COMPRESS_LEVEL, wbits)
         if len(packed) < len(data):

@@ -6,9 +6,12 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from protocol import shared
 from protocol import socket_events as se
 from protocol.docs_common import (
     CONV,
+    MESSAGE_ID,
+    OTHER,
     ROOT,
     SOCKET_PATH,
     TS,
@@ -22,6 +25,7 @@ from protocol.docs_common import (
     wire,
 )
 from protocol.names import ClientEvent, ErrorCode, ServerEvent
+from protocol.shared import ConversationItem, LastMessage, Participant, PublicUser
 
 __all__ = ["asyncapi_document"]
 
@@ -123,6 +127,23 @@ def _client_docs() -> list[_ClientDoc]:
     ]
 
 
+def _group_item() -> ConversationItem:
+    people = [(USER, "Ada", "admin"), (OTHER, "Grace", "member")]
+    return ConversationItem(
+        id=CONV, title="Allotment neighbours", model="gpt-4o-mini", message_count=7,
+        created_at=TS, updated_at=TS, merkle_root=ROOT, kind="group",
+        participants=[
+            Participant(user_id=uid, role=role, joined_at=TS,
+                        user=PublicUser(id=uid, name=name, image=None))
+            for uid, name, role in people
+        ],
+        last_message=LastMessage(id=MESSAGE_ID, sequence=7, sender_id=OTHER,
+                                 preview="See you at six", timestamp=TS),
+        unread_count=0, description="Seeds, tools and Saturday work parties",
+        category="FOOD_SHARE",
+    )  # fmt: skip
+
+
 def _server_docs() -> list[tuple[ServerEvent, str, str, msgspec.Struct]]:
     generating = se.GeneratingState(sequence=5, partial="Day one:", token_index=3)
     return [
@@ -150,9 +171,28 @@ def _server_docs() -> list[tuple[ServerEvent, str, str, msgspec.Struct]]:
          se.AiError(sequence=6, code=ErrorCode.AI_TIMEOUT, message="The model timed out")),
         (ServerEvent.MESSAGE_ADDED, "ext",
          "[ext] A stored user message, to the room's other sockets; also each message after "
-         "`lastSeq`, replayed to a socket that joined with it.",
-         se.MessageAdded(sequence=5, role="user", content="Plan three days in Lisbon",
-                         timestamp=TS, client_msg_id="m-42")),
+         "`lastSeq`, replayed to a socket that joined with it. In a direct or group "
+         "conversation every member's message, with `conversationId`, `id`, `senderId` and "
+         "`sender {id, name, image}`.",
+         se.MessageAdded(sequence=7, role="user", content="See you at six",
+                         timestamp=TS, client_msg_id="m-42", conversation_id=CONV,
+                         id=MESSAGE_ID, sender_id=OTHER,
+                         sender=PublicUser(id=OTHER, name="Grace", image=None))),
+        (ServerEvent.MEMBER_ADDED, "ext",
+         "[ext] To a group's room: an admin added a member (`by`).",
+         se.MemberAdded(conversation_id=CONV, user_id=OTHER, role="member", by=USER)),
+        (ServerEvent.CONVERSATION_ADDED, "ext",
+         "[ext] To a user's own room `user:{id}` (every socket of theirs, any instance): a "
+         "direct or group conversation they now belong to, as `GET /api/conversations` "
+         "lists it.",
+         se.ConversationAdded(conversation=_group_item())),
+        (ServerEvent.CONVERSATION_UPDATED, "ext",
+         "[ext] To each member's own room `user:{id}`: a direct or group conversation has a "
+         "new last message; `unreadCount` is that member's.",
+         se.ConversationUpdated(
+             conversation_id=CONV, unread_count=2,
+             last_message=LastMessage(id=MESSAGE_ID, sequence=7, sender_id=OTHER,
+                                      preview="See you at six", timestamp=TS))),
         (ServerEvent.CONVERSATION_TRUNCATED, "seed",
          "To the room: an edit deleted every message after `editedSequence`.",
          se.ConversationTruncated(
@@ -225,7 +265,7 @@ def _handshake_auth() -> Json:
 
 def asyncapi_document() -> dict[str, object]:
     """The AsyncAPI 3.0 document of every Socket.IO event, both directions, with acks."""
-    schemas = component_schemas(se) | {"HandshakeAuth": _handshake_auth()}
+    schemas = component_schemas(se, shared) | {"HandshakeAuth": _handshake_auth()}
     messages: Json = {"ErrorAck": _error_ack()}
     channels: Json = {}
     operations: Json = {}

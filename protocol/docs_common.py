@@ -15,6 +15,8 @@ from protocol.names import ErrorCode
 __all__ = [
     "CONV",
     "ERROR_MEANINGS",
+    "MESSAGE_ID",
+    "OTHER",
     "ROOT",
     "SOCKET_PATH",
     "TS",
@@ -35,6 +37,8 @@ VERSION = "1.0.0"
 SOCKET_PATH = "/api/socket"
 CONV = "3f2b8c1e-6d4a-4e8b-9f1a-2c5d7e9b0a14"
 USER = "a1c9e2f0-5b3d-4c7e-8f2a-9d6b1e4c7a35"
+OTHER = "c7d2a9e4-1f6b-4a3c-9e8d-5b2f7a1c3e60"
+MESSAGE_ID = "e4b7c2d9-8a1f-4e6b-a3c5-7d9e2f1b4a86"
 TS = "2024-01-15T10:00:00.000Z"
 ROOT = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -59,8 +63,17 @@ ERROR_MEANINGS = MappingProxyType(
         ),
         ErrorCode.INTERNAL: "An unexpected failure; never carries internals.",
         ErrorCode.FORBIDDEN: (
-            "A change authorized by the session cookie without its CSRF token, or a CORS"
-            " preflight from an origin outside CORS_ORIGINS."
+            "A change authorized by the session cookie without its CSRF token, a CORS"
+            " preflight from an origin outside CORS_ORIGINS, or a member's change that"
+            " needs a group role they do not have (adding members: admins)."
+        ),
+        ErrorCode.KEYS_MISSING: (
+            "The person has no key pair yet (an account from before shared conversations):"
+            " they get one when they next sign in; add them then."
+        ),
+        ErrorCode.NOT_SUPPORTED: (
+            "This kind of conversation does not offer the operation (e.g. the destructive"
+            " edit and key rotation of `ai` conversations, in a direct or group one)."
         ),
         ErrorCode.REPLY_LOST: (
             "`ai-error` only: the server streaming this reply stopped; the question is"

@@ -15,6 +15,7 @@ __all__ = [
     "conversation_id_from_room",
     "conversation_room",
     "token_room",
+    "user_room",
 ]
 
 
@@ -40,6 +41,9 @@ class ServerEvent(enum.StrEnum):
     AI_COMPLETE = "ai-complete"
     AI_ERROR = "ai-error"
     MESSAGE_ADDED = "message-added"
+    MEMBER_ADDED = "member-added"
+    CONVERSATION_ADDED = "conversation-added"
+    CONVERSATION_UPDATED = "conversation-updated"
     CONVERSATION_TRUNCATED = "conversation-truncated"
     NEEDS_REGENERATION = "needs-regeneration"
     ERROR = "error"
@@ -66,6 +70,8 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "INTERNAL"
     REPLY_LOST = "REPLY_LOST"
     FORBIDDEN = "FORBIDDEN"
+    KEYS_MISSING = "KEYS_MISSING"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
     AI_RATE_LIMITED = "AI_RATE_LIMITED"
     AI_UNAVAILABLE = "AI_UNAVAILABLE"
     AI_TIMEOUT = "AI_TIMEOUT"
@@ -73,6 +79,11 @@ class ErrorCode(enum.StrEnum):
 
 
 _ROOM_PREFIX = "conv:"
+
+
+def user_room(user_id: uuid.UUID | str) -> str:
+    """The Socket.IO room of every socket of one user, on every instance: `user:{id}`."""
+    return f"user:{user_id}"
 
 
 def conversation_room(conversation_id: uuid.UUID | str) -> str:

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from protocol import privacy, rest
+from protocol import privacy, rest, shared
 from protocol.docs_common import VERSION, Json, component_schemas, ref, wire
 from protocol.names import CSRF_HEADER, SESSION_COOKIE
 
@@ -69,14 +69,17 @@ class _Route(NamedTuple):
     errors: tuple[int, ...] = ()
     params: tuple[str, ...] = ()
     public: bool = False
-    note: tuple[int, str] | None = None
+    notes: tuple[tuple[int, str], ...] = ()
+    # another success status with the same body, and what it means
+    also: tuple[int, str] | None = None
 
 
 _C = "/api/conversations"
+_PATH_PARAMS = frozenset({"id", "conversationId", "userId"})
 _ROUTES = (
     _Route("post", "/api/auth/register", "register", "auth", "Create an account; opens a "
            "session [ext]", rest.RegisterRequest, 201, rest.AuthResponse, (409, 429), public=True,
-           note=(409, "The email is taken (CONFLICT).")),
+           notes=((409, "The email is taken (CONFLICT)."),)),
     _Route("post", "/api/auth/login", "login", "auth", "Open a session [ext]", rest.LoginRequest,
            200, rest.AuthResponse, (401, 429), public=True),
     _Route("post", "/api/auth/logout", "logout", "auth", "Revoke this session and close its "
@@ -85,12 +88,12 @@ _ROUTES = (
            rest.MeResponse),
     _Route("post", "/api/auth/password", "changePassword", "auth", "Change the password and "
            "the data key; other sessions are revoked [ext]", rest.PasswordChangeRequest, 204,
-           None, (409, 429), note=(409, "Another password change won the race (CONFLICT).")),
+           None, (409, 429), notes=((409, "Another password change won the race (CONFLICT)."),)),
     _Route("get", _C, "listConversations", "conversations", "The caller's conversations, last "
            "updated first", None, 200, rest.ConversationList, params=("limit", "offset")),
     _Route("post", _C, "createConversation", "conversations", "Create a conversation",
            rest.CreateConversationRequest, 201, rest.CreatedConversation, (429,),
-           note=(422, "Too many conversations, or body too large (LIMIT_EXCEEDED).")),
+           notes=((422, "Too many conversations, or body too large (LIMIT_EXCEEDED)."),)),
     _Route("get", _C + "/{id}", "getConversation", "conversations", "A conversation and a "
            "viewport of its messages", None, 200, rest.ConversationDetail, (404, 429),
            ("id", "from", "to")),
@@ -116,11 +119,59 @@ _ROUTES = (
            None, (429,)),
     _Route("post", _C + "/{id}/messages", "sendMessage", "conversations", "Send a message; the "
            "reply streams as Server-Sent Events", rest.SendRequest, 200, rest.SendResponse,
-           (404, 409, 429, 502), ("id",), note=(409, "BUSY: a reply is already being generated; "
-           "CANCELLED: an edit or delete discarded the reply; CONFLICT: retry.")),
+           (404, 409, 429, 502), ("id",), notes=((409, "BUSY: a reply is already being "
+           "generated; CANCELLED: an edit or delete discarded the reply; CONFLICT: retry; "
+           "NOT_SUPPORTED [ext]: a direct or group conversation (nothing is stored: people's "
+           "messages go through POST /api/messages)."),)),
     _Route("patch", _C + "/{id}/edit", "editMessage", "conversations", "Destructive edit: every "
            "later message is deleted", rest.EditRequest, 200, rest.EditResponse, (404, 409, 429),
            ("id",)),
+    _Route("get", "/api/profile", "getProfile", "people", "[ext] The caller's public profile "
+           "`{id, name, image}`", None, 200, shared.PublicUser),
+    _Route("patch", "/api/profile", "updateProfile", "people", "[ext] Change the caller's name "
+           "or image: a field left out is kept, null clears it", rest.ProfileUpdateRequest, 200,
+           shared.PublicUser),
+    _Route("get", "/api/users/{userId}", "getUser", "people", "[ext] A person's public profile "
+           "`{id, name, image}`", None, 200, shared.PublicUser, (404,), ("userId",),
+           notes=((404, "No such person (NOT_FOUND); a malformed id too."),)),
+    _Route("post", "/api/users/lookup", "lookupUser", "people", "[ext] Find a person by their "
+           "exact email (a POST: the email stays out of URLs and logs); counted per user",
+           rest.LookupRequest, 200, rest.LookupResponse, (404, 429),
+           notes=((404, "No person with this email (NOT_FOUND): one answer for an unknown and "
+                  "a malformed email."),)),
+    _Route("post", _C + "/direct", "createDirect", "people", "[ext] The caller's direct "
+           "conversation with `userId`, created if there is none (201), else the existing one "
+           "(200)", rest.DirectRequest, 201, rest.ConversationResponse, (404, 409, 429),
+           notes=((404, "No such person (NOT_FOUND)."), (409, "KEYS_MISSING: the person has not "
+                  "signed in since keys were introduced; CONFLICT: retry.")),
+           also=(200, "The direct conversation existed already.")),
+    _Route("post", _C + "/group", "createGroup", "people", "[ext] A group: the caller is its "
+           "admin, `memberIds` its members", rest.GroupRequest, 201, rest.ConversationResponse,
+           (404, 409, 429), notes=((404, "A member is no such person (NOT_FOUND)."),
+           (409, "KEYS_MISSING: a member has not signed in since keys were introduced."),
+           (422, "Too many members or groups, or body too large (LIMIT_EXCEEDED)."))),
+    _Route("post", _C + "/{id}/participants", "addParticipant", "people", "[ext] An admin adds "
+           "a member to a group", rest.AddParticipantRequest, 201, rest.ParticipantAdded,
+           (403, 404, 409, 429), ("id",),
+           notes=((403, "The caller is a member but not an admin (FORBIDDEN), or a cookie "
+                  "without its CSRF token."), (404, "No such conversation or person, or not "
+                  "the caller's (NOT_FOUND)."), (409, "CONFLICT: already a member; "
+                  "NOT_SUPPORTED: not a group; KEYS_MISSING: the person has not signed in "
+                  "since keys were introduced."), (422, "The group is full, or body too large "
+                  "(LIMIT_EXCEEDED)."))),
+    _Route("get", "/api/messages/{conversationId}", "listMessages", "people", "[ext] A page of "
+           "messages, oldest first: the newest `limit` (skipping `offset`), those below "
+           "`before`, or the first after `after`; marks the page read", None, 200,
+           rest.MessagePage, (404, 429),
+           ("conversationId", "messagesLimit", "messagesOffset", "before", "after"),
+           notes=((400, "A malformed query parameter, or `before`, `after` and `offset` "
+                  "together (INVALID_PAYLOAD)."),)),
+    _Route("post", "/api/messages", "postMessage", "people", "[ext] Send a person's message "
+           "to a direct or group conversation", rest.PostMessageRequest, 201,
+           rest.PostMessageResponse, (404, 409, 429),
+           notes=((409, "NOT_SUPPORTED: an ai conversation (its messages go through "
+                  "POST /api/conversations/{id}/messages)."),),
+           also=(200, "A repeated `clientMsgId`: the message first stored, `duplicate: true`.")),
     _Route("get", "/api/health", "health", "service", "200 when this instance can serve", None,
            200, rest.Health, public=True),
     _Route("get", "/api/openapi.json", "openapi", "service", "This document", None, 200, None,
@@ -134,15 +185,17 @@ def _parameters() -> Json:
     def query(name: str, schema: Json, description: str) -> Json:
         return {"name": name, "in": "query", "schema": schema, "description": description}
 
+    def path(name: str, description: str) -> Json:
+        schema = {"type": "string", "format": "uuid"}
+        return {"name": name, "in": "path", "required": True, "schema": schema,
+                "description": description}
+
     first = {"type": "integer", "minimum": 1, "maximum": _INT32_MAX}
     return {
-        "id": {
-            "name": "id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "format": "uuid"},
-            "description": "Conversation id; a malformed one is answered 404.",
-        },
+        "id": path("id", "Conversation id; a malformed one is answered 404."),
+        "conversationId": path("conversationId", "[ext] Conversation id; a malformed one is "
+                               "answered 404."),
+        "userId": path("userId", "[ext] A person's id; a malformed one is answered 404."),
         "limit": query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                        "Page size."),
         "offset": query("offset", {"type": "integer", "minimum": 0, "maximum": _INT32_MAX,
@@ -153,6 +206,16 @@ def _parameters() -> Json:
                       "[ext] `true`: erase for good instead of the soft delete."),
         "format": query("format", {"type": "string", "enum": ["json", "markdown"],
                                    "default": "json"}, "Export format."),
+        "messagesLimit": query("limit", {"type": "integer", "minimum": 1, "maximum": 100,
+                                         "default": 50}, "[ext] Page size."),
+        "messagesOffset": query("offset", {"type": "integer", "minimum": 0,
+                                           "maximum": _INT32_MAX, "default": 0},
+                                "[ext] Newest messages to skip; not with `before` or `after`."),
+        "before": query("before", dict(first), "[ext] Only messages below this sequence (the "
+                        "newest `limit` of them); not with `after` or `offset`."),
+        "after": query("after", {"type": "integer", "minimum": 0, "maximum": _INT32_MAX},
+                       "[ext] Only messages above this sequence (the first `limit` of them); "
+                       "not with `before` or `offset`."),
     }  # fmt: skip
 
 
@@ -219,15 +282,20 @@ def _operation(route: _Route) -> Json:
         statuses.add(403)  # the session cookie without its CSRF token
     if route.request is not None:
         statuses |= {400, 413, 422}
-    if set(route.params) - {"id"}:
+    if set(route.params) - _PATH_PARAMS:
         statuses.add(400)  # a malformed query parameter
     if route.operation_id == "health":
         statuses.discard(503)
         responses["503"] = _json(ref("schemas", "Health"), "Not serving: names what is down.")
+    if route.also is not None:
+        also = _success(route)
+        also["description"] = route.also[1]
+        responses[str(route.also[0])] = also
+    notes = dict(route.notes)
     for status in sorted(statuses):
         responses[str(status)] = ref("responses", _ERRORS[status][0])
-        if route.note is not None and route.note[0] == status:
-            responses[str(status)]["description"] = route.note[1]
+        if status in notes:
+            responses[str(status)]["description"] = notes[status]
     operation: Json = {
         "operationId": route.operation_id,
         "tags": [route.tag],
@@ -269,13 +337,15 @@ def openapi_document() -> dict[str, object]:
         "tags": [
             {"name": "auth", "description": "[ext] Accounts and sessions."},
             {"name": "conversations", "description": "[seed] Conversations and messages."},
+            {"name": "people", "description": "[ext] Profiles, direct and group "
+             "conversations, members, people's messages (seed 004's routes)."},
             {"name": "privacy", "description": "[ext] Export, erase, verify, rotate."},
             {"name": "service", "description": "Health and these documents."},
         ],
         "security": [{"bearerAuth": []}, {"cookieAuth": [], "csrfToken": []}],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(rest, privacy),
+            "schemas": component_schemas(rest, privacy, shared),
             "parameters": _parameters(),
             "responses": _error_responses(),
             "securitySchemes": {

@@ -1,30 +1,53 @@
-"""REST request and response bodies (PROTOCOL.md "REST"), and the SSE events."""
+"""REST request and response bodies (PROTOCOL.md "REST"), and the SSE events.
+
+[ext] Shared conversations (PROTOCOL.md "Shared conversations", seed 004's routes):
+profiles and lookup, direct and group conversations, members, and people's messages
+under `/api/messages`. Their shapes of a person, a member and a conversation come from
+`protocol.shared`, which the Socket.IO events carry too.
+"""
 
 from __future__ import annotations
+
+import uuid
+from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from protocol.shared import ConversationItem, LastMessage, Participant, PublicUser
 from protocol.types import ClientMsgId, Content, Email, LoginPassword, Password, Sequence, Title
 
 __all__ = [
+    "AddParticipantRequest",
     "AuthResponse",
     "ConversationDetail",
     "ConversationList",
+    "ConversationResponse",
     "ConversationSummary",
     "CreateConversationRequest",
     "CreatedConversation",
     "DeleteResponse",
+    "DirectRequest",
     "EditRequest",
     "EditResponse",
     "ErrorBody",
+    "GroupRequest",
     "Health",
     "Integrity",
     "LoginRequest",
+    "LookupRequest",
+    "LookupResponse",
     "MeResponse",
     "MessageOut",
+    "MessagePage",
+    "MessagePagination",
     "Pagination",
+    "ParticipantAdded",
     "PasswordChangeRequest",
+    "PeopleMessageOut",
+    "PostMessageRequest",
+    "PostMessageResponse",
+    "ProfileUpdateRequest",
     "RegisterRequest",
     "RenameRequest",
     "SendRequest",
@@ -47,8 +70,13 @@ class _Body(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
 
 
 class RegisterRequest(_Body):
+    """[ext] `name` and `image` are the public profile others see (`{id, name, image}`):
+    a name of 1 to 100 printable characters, an http(s) image URL."""
+
     email: Email
     password: Password
+    name: str | None = None
+    image: str | None = None
 
 
 class LoginRequest(_Body):
@@ -108,7 +136,10 @@ class Pagination(_Body):
 
 
 class ConversationList(_Body):
-    conversations: list[ConversationSummary]
+    """[ext] Each item is a ConversationItem: the seed's summary fields, then `kind`,
+    `participants`, `lastMessage`, `unreadCount`, `description`, `category`."""
+
+    conversations: list[ConversationItem]
     pagination: Pagination
 
 
@@ -153,6 +184,10 @@ class MessageOut(_Body):
 
 
 class ConversationDetail(_Body):
+    """The seed's viewport, and [ext] what the list shows of the conversation: `kind`
+    (`ai`, `direct`, `group`), `participants`, `lastMessage`, `unreadCount` (the
+    caller's; 0 for `ai`), and a group's `description` and `category` (null otherwise)."""
+
     id: str
     title: str | None
     model: str
@@ -161,6 +196,12 @@ class ConversationDetail(_Body):
     integrity: Integrity
     viewport: Viewport
     messages: list[MessageOut]
+    kind: str
+    participants: list[Participant]
+    last_message: LastMessage | None
+    unread_count: int
+    description: str | None
+    category: str | None
 
 
 class DeleteResponse(_Body):
@@ -194,6 +235,118 @@ class EditResponse(_Body):
     new_message_count: int
     needs_regeneration_from: int
     warning: str
+
+
+# ── people and shared conversations [ext] (seed 004's routes) ──────────────
+
+
+class ProfileUpdateRequest(_Body):
+    """`PATCH /api/profile`: a field left out stays as it is; `null` clears it."""
+
+    name: str | UnsetType | None = UNSET
+    image: str | UnsetType | None = UNSET
+
+
+class LookupRequest(_Body):
+    """`POST /api/users/lookup`: an exact email (any case). A POST, so the email is never
+    in a URL or an access log; not found and malformed answer the same 404."""
+
+    email: str
+
+
+class LookupResponse(_Body):
+    user: PublicUser
+
+
+class DirectRequest(_Body):
+    user_id: uuid.UUID
+
+
+# Seed 003's GroupCategory; the service checks it (`server.service.shared_chat`).
+_GROUP_CATEGORIES = ("GENERAL", "FOOD_SHARE", "NEWS", "RECIPES", "TIPS", "LOCAL_EVENTS")
+_GroupCategory = Annotated[
+    str, msgspec.Meta(extra_json_schema={"enum": list(_GROUP_CATEGORIES)})
+]
+_GroupName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=100, description="1 to 100 characters, not only whitespace."
+    ),
+]
+_GroupDescription = Annotated[str, msgspec.Meta(max_length=1000)]
+
+
+class GroupRequest(_Body):
+    """`POST /api/conversations/group`: the caller becomes its admin, `memberIds` its
+    members (the caller's own id among them is ignored). `category` defaults to
+    GENERAL."""
+
+    name: _GroupName
+    member_ids: list[uuid.UUID]
+    description: _GroupDescription | None = None
+    category: _GroupCategory | None = None
+
+
+class ConversationResponse(_Body):
+    conversation: ConversationItem
+
+
+class AddParticipantRequest(_Body):
+    user_id: uuid.UUID
+
+
+class ParticipantAdded(_Body):
+    conversation_id: str
+    user_id: str
+    role: str
+    by: str
+
+
+class PeopleMessageOut(_Body):
+    """A message of `/api/messages`: `senderId` and `sender` are its author's (null for an
+    `ai` conversation's assistant); `content` is null and `error` set when it does not
+    decrypt."""
+
+    id: str
+    conversation_id: str
+    sequence: int
+    sender_id: str | None
+    sender: PublicUser | None
+    role: str
+    content: str | None
+    timestamp: str
+    client_msg_id: str | None
+    error: str | UnsetType = UNSET
+
+
+class MessagePagination(_Body):
+    """`hasMore`: older messages exist below this page (given when paging back, by
+    `offset` or `before`); left out for `after`, where a page shorter than `limit` is
+    the last one."""
+
+    limit: int
+    offset: int
+    has_more: bool | UnsetType = UNSET
+
+
+class MessagePage(_Body):
+    messages: list[PeopleMessageOut]
+    pagination: MessagePagination
+
+
+class PostMessageRequest(_Body):
+    conversation_id: uuid.UUID
+    content: Content
+    client_msg_id: ClientMsgId | None = None
+
+
+class PostMessageResponse(_Body):
+    """`duplicate: true` (status 200) answers a repeated `clientMsgId` with the message
+    first stored; left out otherwise."""
+
+    message: PeopleMessageOut
+    message_count: int
+    duplicate: bool = False
 
 
 class ErrorBody(_Body):

@@ -12,13 +12,16 @@ import uuid
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from protocol.shared import ConversationItem, LastMessage, PublicUser
 from protocol.types import ClientMsgId, Content, NonNegativeInt, Sequence
 
 __all__ = [
     "AiComplete",
     "AiError",
     "AiToken",
+    "ConversationAdded",
     "ConversationTruncated",
+    "ConversationUpdated",
     "EditAck",
     "EditMessageRequest",
     "ErrorAck",
@@ -26,6 +29,7 @@ __all__ = [
     "GeneratingState",
     "JoinAck",
     "JoinRequest",
+    "MemberAdded",
     "MessageAdded",
     "NeedsRegeneration",
     "OkAck",
@@ -150,13 +154,44 @@ class AiError(_Payload):
 
 
 class MessageAdded(_Payload):
-    """[ext] A stored message other tabs should show, or one replayed after `lastSeq`."""
+    """[ext] A stored message other tabs should show, or one replayed after `lastSeq`.
+
+    In a direct or group conversation also `conversationId`, the message's `id`, its
+    author's `senderId` and `sender`, and it reaches every member in the room."""
 
     sequence: int
     role: str
     content: str
     timestamp: str
     client_msg_id: str | UnsetType = UNSET
+    conversation_id: str | UnsetType = UNSET
+    id: str | UnsetType = UNSET
+    sender_id: str | UnsetType = UNSET
+    sender: PublicUser | UnsetType = UNSET
+
+
+class MemberAdded(_Payload):
+    """[ext] To the conversation's room: a member joined the conversation."""
+
+    conversation_id: str
+    user_id: str
+    role: str
+    by: str
+
+
+class ConversationUpdated(_Payload):
+    """[ext] To each member's `user:{id}` room: a conversation has a new last message."""
+
+    conversation_id: str
+    last_message: LastMessage
+    unread_count: int
+
+
+class ConversationAdded(_Payload):
+    """[ext] To a new member's `user:{id}` room: the conversation as the list shows it
+    (`GET /api/conversations`' item)."""
+
+    conversation: ConversationItem
 
 
 class ConversationTruncated(_Payload):

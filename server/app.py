@@ -32,10 +32,12 @@ from server.appkeys import (
     METRICS,
     POOL,
     PRIVACY,
+    PROFILES,
     PUBSUB_STATE,
     REDIS,
     REVOKER,
     SETTINGS,
+    SHARED,
     SIO,
     TRACKER,
 )
@@ -77,10 +79,12 @@ from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.password_throttle import LocalFailures, PasswordThrottle, RedisFailures
 from server.service.privacy import PrivacyService, purge_loop
+from server.service.profiles import ProfileService
 from server.service.ratelimit import LocalCounter, RateCounter, RedisCounter
 from server.service.replies import ReplyRunner
 from server.service.sealed_channel import SealedChannel
 from server.service.sealed_mirror import SealedMirror
+from server.service.shared_chat import GroupLimits, SharedChat
 
 __all__ = ["create_app", "drain", "password_throttle"]
 
@@ -300,6 +304,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         max_reply_tokens=settings.ai.max_reply_tokens,
     )
     lost_replies = LostReplies(app[POOL], tracker, broadcaster, app[METRICS])
+    shared = SharedChat(
+        app[POOL],
+        broadcaster,
+        limiter=app[EVENT_LIMITER],
+        limits=GroupLimits(
+            members_per_group=settings.max_group_members,
+            groups_per_user=settings.max_groups_per_user,
+        ),
+        default_model=registry.default_model,
+    )
+    app[SHARED] = shared
+    app[PROFILES] = ProfileService(app[POOL], limiter=app[EVENT_LIMITER])
     chat = ChatService(
         app[POOL],
         registry,
@@ -310,6 +326,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         limiter=app[EVENT_LIMITER],
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
+        shared=shared,
     )
     app[CHAT] = chat
     app[PRIVACY] = PrivacyService(

@@ -24,6 +24,8 @@ from server.service.generation_tracker import GenerationTracker
 from server.service.generations import LocalGenerations
 from server.service.metrics import Metrics
 from server.service.privacy import PrivacyService
+from server.service.profiles import ProfileService
+from server.service.shared_chat import SharedChat
 
 __all__ = [
     "ACCOUNTS",
@@ -36,10 +38,12 @@ __all__ = [
     "METRICS",
     "POOL",
     "PRIVACY",
+    "PROFILES",
     "PUBSUB_STATE",
     "REDIS",
     "REVOKER",
     "SETTINGS",
+    "SHARED",
     "SIO",
     "TRACKER",
 ]
@@ -52,6 +56,9 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 CHAT = web.AppKey("chat", ChatService)
 PRIVACY = web.AppKey("privacy", PrivacyService)
+# Direct and group conversations, and every conversation as a list (REST and events).
+SHARED = web.AppKey("shared", SharedChat)
+PROFILES = web.AppKey("profiles", ProfileService)
 CONNECTED = web.AppKey("connected", ConnectedSockets)
 GENERATIONS = web.AppKey("generations", LocalGenerations)
 # Set once the instance has drained (see `server.app.drain`): a second drain is a no-op.

@@ -65,6 +65,8 @@ class Settings:
     max_http_buffer_size: int = 1_000_000
     max_body_bytes: int = 1_000_000
     max_conversations_per_user: int = 10_000
+    max_group_members: int = 256
+    max_groups_per_user: int = 500
     max_sockets_per_user: int = 20
     handshake_timeout_s: float = 10.0
     session_check_interval_s: float = 5.0
@@ -305,6 +307,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             env, "MAX_CONVERSATIONS_PER_USER", 10_000, low=1, high=10_000_000
         ),
         max_sockets_per_user=_int(env, "MAX_SOCKETS_PER_USER", 20, low=1, high=10_000),
+        max_group_members=_int(env, "MAX_GROUP_MEMBERS", 256, low=2, high=100_000),
+        max_groups_per_user=_int(env, "MAX_GROUPS_PER_USER", 500, low=1, high=1_000_000),
         handshake_timeout_s=_float(env, "HANDSHAKE_TIMEOUT_S", 10.0, low=0.5, high=600.0),
         trust_proxy=_bool(env, "TRUST_PROXY", False),
         rate_limit_allowlist=_allowlist(env),
@@ -334,6 +338,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             registers_per_ip=_int(
                 env, "RATE_REGISTERS_PER_HOUR_PER_IP", 20, low=1, high=1_000_000
             ),
+            lookups=_int(env, "RATE_LOOKUPS_PER_MIN", 30, low=1, high=1_000_000),
+            member_adds=_int(env, "RATE_MEMBER_ADDS_PER_MIN", 60, low=1, high=1_000_000),
         ),
     )
     # Last: every other variable is valid before a development secret is written.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 __all__ = ["Connection", "Row"]
@@ -36,4 +37,8 @@ class Connection(Protocol):
 
     async def fetchval(self, query: str, *args: object) -> Any:
         """Run a query; return one value of the first row (None if no row)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """A transaction, or a savepoint inside one (asyncpg nests them that way)."""
         ...

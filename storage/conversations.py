@@ -10,14 +10,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
+
 from storage.connection import Connection
 from storage.exceptions import NotFound, convert_errors
-from storage.records import ConversationRecord
+from storage.members import NewMember, add_members
+from storage.records import CONVERSATION_COLUMNS, ConversationRecord
 
 __all__ = [
     "count_conversations",
     "create_conversation",
     "get_conversation",
+    "get_direct_conversation",
     "hard_delete_conversation",
     "list_clear_titles",
     "list_conversations",
@@ -31,17 +35,12 @@ __all__ = [
     "soft_delete_conversation",
 ]
 
-# Every query that builds a ConversationRecord names these columns, in this order:
-#   id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,
-#   created_at, updated_at, deleted_at, sealed_title
 _SELECT_LIVE = (
-    "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at, sealed_title"
+    f"SELECT {CONVERSATION_COLUMNS}"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL"
 )
 _SELECT_LIVE_FOR_UPDATE = (
-    "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at, sealed_title"
+    f"SELECT {CONVERSATION_COLUMNS}"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
 )
 
@@ -54,24 +53,72 @@ async def create_conversation(
     user_id: UUID,
     sealed_title: bytes | None,
     model: str,
-    wrapped_key: bytes,
+    wrapped_key: bytes | None,
     key_version: int = 1,
-) -> ConversationRecord:
-    """Create an empty conversation owned by ``user_id`` (the transaction's identity)."""
-    row = await con.fetchrow(
-        "INSERT INTO conversations (id, user_id, sealed_title, model, wrapped_key, key_version)"
-        " VALUES ($1, $2, $3, $4, $5, $6)"
-        " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at, sealed_title",
+    kind: str = "ai",
+    sealed_description: bytes | None = None,
+    category: str | None = None,
+    direct_pair: str | None = None,
+    members: Sequence[NewMember] = (),
+) -> ConversationRecord | None:
+    """Create an empty conversation created by ``user_id`` (the transaction's identity)
+    with its members (for ``ai``: its owner as admin, when ``members`` is empty).
+
+    None when ``direct_pair`` names a pair that already has a live direct conversation
+    (someone created it first: read that one with :func:`get_direct_conversation`).
+    The row is inserted without RETURNING: until its members are in, row-level security
+    does not show it, not even to its creator.
+    """
+    insert = (
+        "INSERT INTO conversations (id, user_id, sealed_title, model, wrapped_key, key_version,"
+        " kind, sealed_description, category, direct_pair)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    )
+    values = (
         conversation_id,
         user_id,
         sealed_title,
         model,
         wrapped_key,
         key_version,
+        kind,
+        sealed_description,
+        category,
+        direct_pair,
     )
-    assert row is not None  # INSERT ... RETURNING yields the row or raises
+    if direct_pair is None:
+        await con.execute(insert, *values)
+    else:
+        # ON CONFLICT would need the other pair's row to pass this identity's SELECT
+        # policy before it is a member: a savepoint catches the race instead.
+        try:
+            async with con.transaction():
+                await con.execute(insert, *values)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "conversations_direct_pair_key":
+                raise
+            return None
+    await add_members(
+        con,
+        conversation_id,
+        members or [NewMember(user_id=user_id, role="admin", sealed_key=None)],
+        added_by=user_id,
+        key_version=key_version,
+    )
+    row = await con.fetchrow(_SELECT_LIVE, conversation_id)
+    assert row is not None  # just inserted, and the identity is now a member
     return ConversationRecord(**row)
+
+
+@convert_errors()
+async def get_direct_conversation(con: Connection, direct_pair: str) -> ConversationRecord | None:
+    """The live direct conversation of a pair of people (visible to its two members)."""
+    row = await con.fetchrow(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+        " WHERE direct_pair = $1 AND kind = 'direct' AND deleted_at IS NULL",
+        direct_pair,
+    )
+    return None if row is None else ConversationRecord(**row)
 
 
 @convert_errors()
@@ -80,8 +127,7 @@ async def list_conversations(
 ) -> list[ConversationRecord]:
     """The identity's live conversations, most recently updated first."""
     rows = await con.fetch(
-        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at, sealed_title"
+        f"SELECT {CONVERSATION_COLUMNS}"
         " FROM conversations WHERE deleted_at IS NULL"
         " ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
         limit,
@@ -121,8 +167,7 @@ async def rename_conversation(
     row = await con.fetchrow(
         "UPDATE conversations SET sealed_title = $2, title = NULL, updated_at = now()"
         " WHERE id = $1 AND deleted_at IS NULL"
-        " RETURNING id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at, sealed_title",
+        f" RETURNING {CONVERSATION_COLUMNS}",
         conversation_id,
         sealed_title,
     )
@@ -221,8 +266,7 @@ async def list_clear_titles(con: Connection) -> list[ConversationRecord]:
     (a partial index holds exactly these rows).
     """
     rows = await con.fetch(
-        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at, sealed_title"
+        f"SELECT {CONVERSATION_COLUMNS}"
         " FROM conversations WHERE title IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
     )
     return [ConversationRecord(**row) for row in rows]
@@ -254,8 +298,7 @@ async def lock_every_conversation(con: Connection) -> list[ConversationRecord]:
     """Every conversation of the identity, live and soft-deleted, locked FOR UPDATE in
     id order (so two lockers never deadlock), for re-wrapping their keys."""
     rows = await con.fetch(
-        "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key,"
-        " key_version, created_at, updated_at, deleted_at, sealed_title"
+        f"SELECT {CONVERSATION_COLUMNS}"
         " FROM conversations ORDER BY id FOR UPDATE"
     )
     return [ConversationRecord(**row) for row in rows]

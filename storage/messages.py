@@ -8,11 +8,16 @@ Callers serialise writers to one conversation by locking its row first
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from storage.connection import Connection
 from storage.exceptions import NotFound, convert_errors
 from storage.records import MessageRecord
+
+_COLUMNS = (
+    "conversation_id, seq, role, token, link, created_at, client_msg_id, stopped, id, sender_id"
+)
 
 __all__ = [
     "count_messages",
@@ -20,7 +25,9 @@ __all__ = [
     "find_by_client_msg_id",
     "get_message",
     "insert_message",
+    "last_messages",
     "list_messages",
+    "list_messages_before",
     "replace_message",
     "update_token",
 ]
@@ -38,8 +45,10 @@ async def insert_message(
     link: bytes,
     client_msg_id: str | None = None,
     stopped: bool = False,
+    sender_id: UUID | None = None,
 ) -> MessageRecord:
-    """Store message ``seq`` of a conversation owned by ``user_id``.
+    """Store message ``seq`` of a conversation created by ``user_id``, written by
+    ``sender_id`` (None for the model's messages). The message gets a new random id.
 
     Raises :class:`Conflict` if ``seq`` or ``client_msg_id`` is already used
     in the conversation (``.constraint`` says which), :class:`NotFound` if
@@ -49,9 +58,9 @@ async def insert_message(
     """
     row = await con.fetchrow(
         "INSERT INTO messages"
-        " (conversation_id, user_id, seq, role, token, link, client_msg_id, stopped)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " RETURNING conversation_id, seq, role, token, link, created_at, client_msg_id, stopped",
+        " (conversation_id, user_id, seq, role, token, link, client_msg_id, stopped, sender_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f" RETURNING {_COLUMNS}",
         conversation_id,
         user_id,
         seq,
@@ -60,6 +69,7 @@ async def insert_message(
         link,
         client_msg_id,
         stopped,
+        sender_id,
     )
     assert row is not None  # INSERT ... RETURNING yields the row or raises
     return MessageRecord(**row)
@@ -76,7 +86,7 @@ async def list_messages(
 ) -> list[MessageRecord]:
     """Messages with ``from_seq <= seq <= to_seq`` (no upper bound if None), in order."""
     rows = await con.fetch(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        f"SELECT {_COLUMNS}"
         " FROM messages"
         " WHERE conversation_id = $1 AND seq >= $2 AND ($3::integer IS NULL OR seq <= $3)"
         " ORDER BY seq LIMIT $4",
@@ -92,7 +102,7 @@ async def list_messages(
 async def get_message(con: Connection, conversation_id: UUID, seq: int) -> MessageRecord | None:
     """Message ``seq`` of the conversation, or None."""
     row = await con.fetchrow(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        f"SELECT {_COLUMNS}"
         " FROM messages WHERE conversation_id = $1 AND seq = $2",
         conversation_id,
         seq,
@@ -106,7 +116,7 @@ async def find_by_client_msg_id(
 ) -> MessageRecord | None:
     """The message a client tagged with ``client_msg_id`` (for idempotent retries)."""
     row = await con.fetchrow(
-        "SELECT conversation_id, seq, role, token, link, created_at, client_msg_id, stopped"
+        f"SELECT {_COLUMNS}"
         " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2",
         conversation_id,
         client_msg_id,
@@ -156,3 +166,36 @@ async def count_messages(con: Connection, conversation_id: UUID) -> int:
             "SELECT count(*) FROM messages WHERE conversation_id = $1", conversation_id
         )
     )
+
+
+@convert_errors()
+async def list_messages_before(
+    con: Connection, conversation_id: UUID, *, before_seq: int | None, limit: int, offset: int = 0
+) -> list[MessageRecord]:
+    """The newest ``limit`` messages below ``before_seq`` (all if None), skipping the
+    ``offset`` newest of those, returned oldest first (a chat window paging backwards)."""
+    rows = await con.fetch(
+        f"SELECT {_COLUMNS} FROM messages"
+        " WHERE conversation_id = $1 AND ($2::integer IS NULL OR seq < $2)"
+        " ORDER BY seq DESC LIMIT $3 OFFSET $4",
+        conversation_id,
+        before_seq,
+        limit,
+        offset,
+    )
+    return [MessageRecord(**row) for row in reversed(rows)]
+
+
+@convert_errors()
+async def last_messages(
+    con: Connection, conversation_ids: Sequence[UUID]
+) -> dict[UUID, MessageRecord]:
+    """The last message of each conversation that has one (one index probe each)."""
+    rows = await con.fetch(
+        f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))}"
+        " FROM unnest($1::uuid[]) AS c(id)"
+        " CROSS JOIN LATERAL (SELECT * FROM messages AS x WHERE x.conversation_id = c.id"
+        " ORDER BY x.seq DESC LIMIT 1) AS m",
+        list(conversation_ids),
+    )
+    return {row["conversation_id"]: MessageRecord(**row) for row in rows}

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from storage.connection import Connection
 from storage.exceptions import NotFound, convert_errors
-from storage.records import ConversationRecord
+from storage.records import CONVERSATION_COLUMNS, ConversationRecord
 
 __all__ = [
     "REPORTED_TABLES",
@@ -24,6 +24,7 @@ __all__ = [
     "bypasses_row_security",
     "erase_user_keys",
     "get_conversation_for_share",
+    "hand_over_conversations",
     "list_conversation_ids",
     "list_generating_conversations",
     "purge_deleted_conversations",
@@ -40,12 +41,13 @@ REPORTED_TABLES = (
     "messages",
     "generation_locks",
     "audit_log",
+    "conversation_members",
+    "profiles",
 )
 """The application's tables, in the order the storage report lists them."""
 
 _SELECT_FOR_SHARE = (
-    "SELECT id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
-    " created_at, updated_at, deleted_at, sealed_title"
+    f"SELECT {CONVERSATION_COLUMNS}"
     " FROM conversations WHERE id = $1 AND deleted_at IS NULL FOR SHARE"
 )
 
@@ -148,10 +150,19 @@ async def list_generating_conversations(con: Connection) -> list[UUID]:
 
 
 @convert_errors()
+async def hand_over_conversations(con: Connection) -> int:
+    """Pass the direct and group conversations the identity created, and others are in,
+    to another member (schema.sql, ``hand_over_conversations``): erasing the account
+    then takes nobody else's conversation with it. Returns how many passed."""
+    return int(await con.fetchval("SELECT hand_over_conversations()"))
+
+
+@convert_errors()
 async def erase_user_keys(con: Connection, user_id: UUID) -> list[UUID]:
     """Overwrite every key an account holds, before the account is deleted.
 
-    Zeroes each conversation's wrapped key and the password-wrapped data key, and
+    Zeroes each conversation's wrapped key, the password-wrapped data key and the
+    wrapped X25519 private key, and
     blanks and revokes every session's wrapped copy of the data key, each in a
     statement of its own, so the row versions that the delete then removes hold no key
     material. Returns the ids of the sessions that were still live.
@@ -173,7 +184,9 @@ async def erase_user_keys(con: Connection, user_id: UUID) -> list[UUID]:
     )
     await con.execute(
         "UPDATE users"
-        " SET wrapped_data_key = decode(repeat('00', octet_length(wrapped_data_key)), 'hex')"
+        " SET wrapped_data_key = decode(repeat('00', octet_length(wrapped_data_key)), 'hex'),"
+        " wrapped_private_key ="
+        " decode(repeat('00', octet_length(wrapped_private_key)), 'hex')"
         " WHERE id = $1",
         user_id,
     )
@@ -254,7 +267,9 @@ async def row_counts(con: Connection) -> dict[str, int]:
         " (SELECT count(*) FROM messages) AS messages,"
         " (SELECT coalesce(max(message_count), 0) FROM conversations) AS longest_conversation,"
         " (SELECT count(*) FROM generation_locks) AS generation_locks,"
-        " (SELECT count(*) FROM audit_log) AS audit_log"
+        " (SELECT count(*) FROM audit_log) AS audit_log,"
+        " (SELECT count(*) FROM conversation_members) AS conversation_members,"
+        " (SELECT count(*) FROM profiles) AS profiles"
     )
     assert row is not None  # a SELECT without FROM yields one row
     return {key: int(value) for key, value in row.items()}

@@ -43,6 +43,14 @@ class SessionRecord:
     user_agent: str | None
 
 
+CONVERSATION_COLUMNS = (
+    "id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
+    " created_at, updated_at, deleted_at, sealed_title, kind, sealed_description, category,"
+    " direct_pair"
+)
+"""What every query that builds a :class:`ConversationRecord` selects (or returns)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationRecord:
     """A conversation's head: message count, last chain link, wrapped key, title.
@@ -51,6 +59,10 @@ class ConversationRecord:
     schema version 3 that is not sealed yet (else None) and ``sealed_title`` the title
     sealed under the conversation's key. The chat service hands records on with
     ``title`` set to the opened title.
+
+    ``kind`` is ``ai``, ``direct`` or ``group`` (schema version 4). ``user_id`` is the
+    creator (the owner of an ``ai`` conversation). Only an ``ai`` conversation has a
+    ``wrapped_key``; a shared one's key is sealed to each member (MemberRecord).
     """
 
     id: UUID
@@ -59,17 +71,22 @@ class ConversationRecord:
     model: str
     message_count: int
     merkle_root: bytes | None
-    wrapped_key: bytes
+    wrapped_key: bytes | None
     key_version: int
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
     sealed_title: bytes | None
+    kind: str = "ai"
+    sealed_description: bytes | None = None
+    category: str | None = None
+    direct_pair: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """One message: its encrypted token and its link in the integrity chain."""
+    """One message: its encrypted token and its link in the integrity chain; its id and
+    author (``sender_id``: None for the model's) since schema version 4."""
 
     conversation_id: UUID
     seq: int
@@ -79,6 +96,8 @@ class MessageRecord:
     created_at: datetime
     client_msg_id: str | None
     stopped: bool
+    id: UUID | None = None
+    sender_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

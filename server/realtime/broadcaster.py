@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import socketio
 
-from protocol.names import ServerEvent, conversation_room, token_room
+from protocol.names import ServerEvent, conversation_room, token_room, user_room
 from protocol.socket_events import AiToken
 from server.service.metrics import Metrics
 
@@ -43,6 +43,12 @@ class SocketIOBroadcaster:
     async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None:
         self._metrics.event_out(event)
         await self._sio.emit(str(event), _wire(payload), to=sid)
+
+    async def to_user(
+        self, user_id: uuid.UUID, event: ServerEvent, payload: msgspec.Struct
+    ) -> None:
+        self._metrics.event_out(event)
+        await self._sio.emit(str(event), _wire(payload), room=user_room(user_id))
 
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
         event = str(ServerEvent.AI_TOKEN)

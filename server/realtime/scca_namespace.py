@@ -31,6 +31,7 @@ from protocol.names import (
     ServerEvent,
     conversation_room,
     token_room,
+    user_room,
 )
 from protocol.socket_events import (
     EditAck,
@@ -250,6 +251,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.save_session(
             sid, {_STATE_KEY: SocketState(identity=identity, with_partial=_wants_partial(auth))}
         )
+        # What a user must hear about any of their conversations (a new one, a message
+        # in one they are not viewing) reaches every socket of theirs through this room.
+        await self.enter_room(sid, user_room(identity.user_id))
         await self._presence.joined(identity.user_id, sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
@@ -356,11 +360,12 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             origin_sid=sid,
         )
         if start.generation is None or start.generation.task is None:
+            # A repeat whose reply has ended, or a person's message (no reply).
             return SendAck(
                 success=True,
                 message_count=start.message_count,
                 sequence=start.sequence,
-                duplicate=True,
+                duplicate=True if start.duplicate else UNSET,
             )
         outcome = await asyncio.shield(start.generation.task)
         if (failure := outcome.failure()) is not None:

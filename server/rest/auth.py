@@ -40,7 +40,8 @@ async def register(request: web.Request) -> web.Response:
     """Open an account. A taken email is answered 409, unlike a new one: register hands
     back a session token, which a uniform answer could not. The two answers cost the same
     Argon2 work (`Accounts.register` hashes before it inserts), and each attempt, taken or
-    not, spends the address's hourly budget, which bounds how many emails anyone can test."""
+    not, spends the address's hourly budget, which bounds how many emails anyone can test.
+    [ext] `name` and `image` open the public profile (`Accounts.register` checks them)."""
     body = await read_json(request, RegisterRequest)
     ip = client_ip(request)
     await request.app[ADDRESS_LIMITER].check(AddressLimit.REGISTER, ip)
@@ -49,6 +50,8 @@ async def register(request: web.Request) -> web.Response:
         body.password,
         ip=ip,
         user_agent=request.headers.get("User-Agent"),
+        name=body.name,
+        image=body.image,
     )
     return _signed_in(request, result, status=201)
 

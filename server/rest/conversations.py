@@ -1,7 +1,10 @@
 """REST adapters for conversations (the seed's section 8), over the same chat service.
 
 A REST send takes the same generation lock and streams to the sockets in the room too;
-a REST edit truncates every open tab.
+a REST edit truncates every open tab. [ext] The list and the read show every kind of
+conversation (`ai`, `direct`, `group`) as `SharedChat` describes it; a send here is the
+seed's AI send, so a direct or group conversation answers it 409 NOT_SUPPORTED (people's
+messages go through `POST /api/messages`, `server.rest.people`).
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from protocol.rest import (
     SseToken,
 )
 from protocol.rest import Viewport as ViewportOut
-from server.appkeys import CHAT
+from server.appkeys import CHAT, SHARED
 from server.rest.http import authenticate, json_response, query_int, read_json
+from server.rest.people import people_routes
 from server.service import exceptions as errors
 from server.service.chat import TRUNCATION_WARNING, ChatService, SendStart
 from server.service.generations import GenerationOutcome
@@ -91,12 +95,12 @@ async def list_conversations(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     limit = query_int(request, "limit", 20, low=1, high=100) or 20
     offset = query_int(request, "offset", 0, low=0, high=2**31 - 1) or 0
-    records, has_more = await request.app[CHAT].list_conversations(
+    items, has_more = await request.app[SHARED].list_conversations(
         identity, limit=limit, offset=offset
     )
     return json_response(
         ConversationList(
-            conversations=[_summary(r) for r in records],
+            conversations=items,
             pagination=Pagination(limit=limit, offset=offset, has_more=has_more),
         )
     )
@@ -134,6 +138,8 @@ async def get_conversation(request: web.Request) -> web.Response:
     view = await request.app[CHAT].viewport(
         identity, conversation_id, from_seq=from_seq, to_seq=to_seq
     )
+    # what the list shows of it: members, last message, the caller's unread count
+    item = await request.app[SHARED].get(identity, conversation_id)
     record = view.conversation
     return json_response(
         ConversationDetail(
@@ -147,6 +153,12 @@ async def get_conversation(request: web.Request) -> web.Response:
             ),
             viewport=ViewportOut(from_=view.from_seq, to=view.to_seq),
             messages=[message_out(m) for m in view.messages],
+            kind=item.kind,
+            participants=item.participants,
+            last_message=item.last_message,
+            unread_count=item.unread_count,
+            description=item.description,
+            category=item.category,
         )
     )
 
@@ -206,6 +218,13 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
     conversation_id = conversation_id_param(request)
     body = await read_json(request, SendRequest)
+    # The seed's send asks the model. `begin_send` would store a person's message in a
+    # direct or group conversation and start nothing, which this route's answers (a
+    # reply's text, or its stream) cannot describe: refuse before anything is stored.
+    if (await request.app[SHARED].get(identity, conversation_id)).kind != "ai":
+        raise errors.NotSupported(
+            "A direct or group conversation has no AI replies: send with POST /api/messages"
+        )
     # the counter a socket's sends use (each send is a paid model call)
     chat = request.app[CHAT]
     start = await chat.begin_send(
@@ -312,7 +331,10 @@ class _SseWriter:
 
 
 def conversation_routes() -> list[web.RouteDef]:
+    """The seed's routes, after the people routes [ext] (`server.rest.people`), which
+    `server.app` registers through this list."""
     return [
+        *people_routes(),
         web.get("/api/conversations", list_conversations),
         web.post("/api/conversations", create_conversation),
         web.get("/api/conversations/{id}", get_conversation),

@@ -27,7 +27,9 @@ import storage
 from server.service import exceptions as errors
 from server.service.identity import Identity
 from server.service.keyring import rewrap_conversation_keys, session_key_context, user_key_context
+from server.service.member_keys import ensure_key_pair
 from server.service.password_throttle import PasswordThrottle
+from server.service.profiles import check_profile
 from server.service.titles import seal_clear_titles
 
 __all__ = [
@@ -117,10 +119,19 @@ class Accounts:
         self._hasher = hasher or crypto.PasswordHasher()
 
     async def register(
-        self, email: str, password: str, *, ip: str | None, user_agent: str | None
+        self,
+        email: str,
+        password: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        name: str | None = None,
+        image: str | None = None,
     ) -> LoginResult:
-        """Create a user and a first session; Conflict when the email is taken."""
+        """Create a user with their public profile (`name`, `image`) and key pair, and a
+        first session; Conflict when the email is taken."""
         email = normalise_email(email)
+        name, image = check_profile(name, image)
         user_id = uuid.uuid4()
         salt = crypto.new_salt()
         password_hash, kek = await asyncio.gather(
@@ -139,6 +150,8 @@ class Accounts:
                     kek_salt=salt,
                     wrapped_data_key=wrapped,
                 )
+                await storage.insert_profile(con, user_id, name=name, image=image)
+                await ensure_key_pair(con, user_id, data_key)
                 result = await self._open_session(con, user_id, email, data_key, ip, user_agent)
                 await storage.append_audit(con, user_id=user_id, action="register", ip=ip)
         except storage.Conflict:
@@ -194,8 +207,10 @@ class Accounts:
             if rehash is not None:
                 await storage.update_password_hash(con, user.id, rehash)
             result = await self._open_session(con, user.id, user.email, data_key, ip, user_agent)
-            # The first moment this server holds the data key after an upgrade.
+            # The first moment this server holds the data key after an upgrade: clear
+            # titles of version 2 are sealed, and a key pair made (version 4).
             await seal_clear_titles(con, self._identity(user.id, result.session_id, data_key))
+            await ensure_key_pair(con, user.id, data_key)
             await storage.append_audit(con, user_id=user.id, action="login", ip=ip)
         await self._throttle.succeeded(attempt)
         return result

@@ -34,6 +34,12 @@ class Broadcaster(Protocol):
         """One socket, wherever it is connected."""
         ...
 
+    async def to_user(
+        self, user_id: uuid.UUID, event: ServerEvent, payload: msgspec.Struct
+    ) -> None:
+        """Every socket of one user (their `user:{id}` room), on every instance."""
+        ...
+
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
         """One `ai-token`: `full` (with `partial`) to sockets that asked for it, `delta`
         to those that asked for deltas only."""

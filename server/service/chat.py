@@ -31,6 +31,7 @@ from protocol.socket_events import (
 )
 from server.service import exceptions as errors
 from server.service.broadcaster import Broadcaster
+from server.service.chain_append import append_message
 from server.service.event_limits import Action, EventLimiter
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import CancelMode, RunningGeneration
@@ -43,6 +44,7 @@ from server.service.keyring import (
 )
 from server.service.lost_replies import LostReplies
 from server.service.replies import ReplyJob, ReplyRunner
+from server.service.shared_chat import SharedChat
 from server.service.stored_messages import DecodedMessage, decode_message
 from server.service.timefmt import iso, now_iso
 from server.service.titles import seal_clear_titles, seal_title, titled, with_title
@@ -114,6 +116,7 @@ class ChatService:
         limiter: EventLimiter,
         max_conversations_per_user: int,
         lock_ttl_s: float,
+        shared: SharedChat | None = None,
     ) -> None:
         self._pool = pool
         self._limiter = limiter
@@ -124,6 +127,7 @@ class ChatService:
         self._lost = lost_replies
         self._max_conversations = max_conversations_per_user
         self._lock_ttl_s = lock_ttl_s
+        self._shared = shared
         self._closing = False
 
     def close(self) -> None:
@@ -171,6 +175,7 @@ class ChatService:
                 model=model,
                 wrapped_key=wrapped,
             )
+            assert record is not None  # only a direct pair can already exist
             await storage.append_audit(
                 con, user_id=identity.user_id, action="create", conversation_id=conversation_id
             )
@@ -218,6 +223,7 @@ class ChatService:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
                 raise errors.NotFound()
+            await _require_admin(con, identity, record, "rename it")
             keys = await open_keys(con, identity, record)
             sealed = seal_title(keys, conversation_id, record.key_version, title)
             renamed = await storage.rename_conversation(con, conversation_id, sealed)
@@ -226,8 +232,13 @@ class ChatService:
         return dataclasses.replace(renamed, title=title)
 
     async def delete(self, identity: Identity, conversation_id: uuid.UUID) -> str:
-        """Soft delete: gone for every event and route; cancels a running reply."""
+        """Soft delete: gone for every event and route; cancels a running reply. A
+        group is deleted by its admins only, for everyone; a direct conversation is not
+        deleted by one of its two people."""
         async with storage.user_tx(self._pool, identity.user_id) as con:
+            record = await storage.get_conversation(con, conversation_id)
+            if record is not None:
+                await _require_admin(con, identity, record, "delete it")
             await storage.cancel_generation(con, conversation_id)
             deleted_at = await storage.soft_delete_conversation(con, conversation_id)
             if deleted_at is None:
@@ -327,16 +338,52 @@ class ChatService:
         """Store the user's message (committed) and start the reply; BUSY if one runs.
 
         The reply runs in its own task so a client that goes away does not cancel it.
-        Attach listeners to `SendStart.generation` before awaiting anything.
+        Attach listeners to `SendStart.generation` before awaiting anything. In a direct
+        or group conversation the message is a person's (`SharedChat.send`): stored and
+        announced, with no reply (`generation` None).
         """
         await self._limiter.check(identity.user_id, Action.SEND)
         _check_text(content, "content", client_msg_id)
+        try:
+            return await self._begin_ai_send(
+                identity, conversation_id, content, client_msg_id, origin_sid
+            )
+        except _PeopleConversation:
+            pass
+        if self._shared is None:
+            raise errors.NotSupported("This server does not serve shared conversations")
+        message, count, duplicate = await self._shared.send(
+            identity,
+            conversation_id,
+            content,
+            client_msg_id=client_msg_id,
+            origin_sid=origin_sid,
+            counted=True,
+        )
+        return SendStart(
+            user_sequence=message.sequence,
+            sequence=message.sequence,
+            generation=None,
+            duplicate=duplicate,
+            message_count=count,
+        )
+
+    async def _begin_ai_send(
+        self,
+        identity: Identity,
+        conversation_id: uuid.UUID,
+        content: str,
+        client_msg_id: str | None,
+        origin_sid: str | None,
+    ) -> SendStart:
         self._refuse_new_replies()
         owner = uuid.uuid4()
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
                 raise errors.NotFound()
+            if record.kind != "ai":
+                raise _PeopleConversation()
             if client_msg_id is not None:
                 first = await storage.find_by_client_msg_id(con, conversation_id, client_msg_id)
                 if first is not None:
@@ -352,19 +399,15 @@ class ChatService:
             keys = await open_keys(con, identity, record)
             history = await self._replies.load_history(con, conversation_id, keys, user_seq - 1)
             history.append(ChatMessage(role="user", content=content))
-            token = crypto.pack(keys, conversation_id, user_seq, crypto.Role.USER, content)
-            link = crypto.next_link(keys.integrity, record.merkle_root, token)
-            inserted = await storage.insert_message(
+            inserted = await append_message(
                 con,
-                conversation_id=conversation_id,
-                user_id=identity.user_id,
-                seq=user_seq,
-                role=int(crypto.Role.USER),
-                token=token,
-                link=link,
+                keys,
+                record,
+                content,
+                role=crypto.Role.USER,
+                sender_id=identity.user_id,
                 client_msg_id=client_msg_id,
             )
-            await storage.set_head(con, conversation_id, message_count=user_seq, merkle_root=link)
         generation = RunningGeneration(
             conversation_id=conversation_id,
             user_id=identity.user_id,
@@ -494,6 +537,10 @@ class ChatService:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
                 raise errors.NotFound()
+            if record.kind != "ai":
+                # People's messages are edited in place, keeping the chain: not this
+                # destructive edit, which would delete everyone's later messages.
+                raise errors.NotSupported("The destructive edit is for ai conversations")
             if sequence > record.message_count:
                 raise errors.EditRejected(
                     f"sequence: message {sequence} does not exist "
@@ -586,6 +633,26 @@ class ChatService:
         )
         self._replies.start(ReplyJob(generation, identity, record.model, history, keys))
         return generation
+
+
+async def _require_admin(
+    con: storage.Connection,
+    identity: Identity,
+    record: storage.ConversationRecord,
+    what: str,
+) -> None:
+    """A group's name and life are its admins'; a direct conversation has neither to
+    change (leaving one comes with membership changes); an `ai` one is its owner's."""
+    if record.kind == "direct":
+        raise errors.NotSupported(f"A direct conversation belongs to both: one cannot {what}")
+    if record.kind == "group":
+        member = await storage.get_member(con, record.id, identity.user_id)
+        if member is None or member.role != "admin":
+            raise errors.Forbidden(f"Only a group's admins {what}")
+
+
+class _PeopleConversation(Exception):
+    """Internal: the conversation of a send is a direct or group one."""
 
 
 def _check_text(text: str, field: str, client_msg_id: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Short fields a person writes about a conversation, sealed under its keys.
 
-A title today; group names, descriptions and reactions later. They are content (DESIGN
+A title (a group's name), a group's description; reactions later. They are content (DESIGN
 "Trust boundary"), so the database holds them only as AES-256-GCM ciphertext under the
 conversation's encryption key, bound to the conversation, its key version and the
 field's purpose: a sealed title copied into another conversation, left behind by a key
@@ -21,6 +21,7 @@ class Purpose(enum.StrEnum):
     """What a sealed field is; part of what it is bound to."""
 
     TITLE = "title"
+    DESCRIPTION = "description"
 
 
 def _context(purpose: Purpose, conversation_id: uuid.UUID, key_version: int) -> bytes:

@@ -33,6 +33,8 @@ class Action(StrEnum):
     CREATE = "create"
     ROTATE_KEY = "rotate-key"
     EXPORT = "export"
+    LOOKUP = "lookup"
+    ADD_MEMBER = "add-member"
 
 
 # Socket.IO events whose service call counts them (as an Action): not counted twice.
@@ -56,6 +58,8 @@ class EventLimits:
     key_rotations: int = 10
     exports: int = 10
     registers_per_ip: int = 20
+    lookups: int = 30
+    member_adds: int = 60
 
 
 class EventLimiter:
@@ -69,6 +73,8 @@ class EventLimiter:
             Action.CREATE: limits.creates,
             Action.ROTATE_KEY: limits.key_rotations,
             Action.EXPORT: limits.exports,
+            Action.LOOKUP: limits.lookups,
+            Action.ADD_MEMBER: limits.member_adds,
         }
 
     async def check(self, user_id: uuid.UUID, action: Action) -> None:

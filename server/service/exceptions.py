@@ -12,6 +12,10 @@
         PayloadTooLarge           413  LIMIT_EXCEEDED (a body too large)
       RateLimited                 429  RATE_LIMITED (+ retry_after seconds)
       EditRejected                400  EDIT_FAILED (e.g. no such sequence)
+      KeysMissing                 409  KEYS_MISSING (the person has no key pair yet: they
+                                       get one at their next sign-in)
+      NotSupported                409  NOT_SUPPORTED (an operation this kind of
+                                       conversation does not offer)
       Cancelled                   409  CANCELLED (a reply discarded by an edit or delete)
       Unavailable                 503  UNAVAILABLE (database or cache down, or draining;
                                        + retry_after when a retry elsewhere will do)
@@ -34,8 +38,10 @@ __all__ = [
     "Forbidden",
     "GenerationFailed",
     "InvalidInput",
+    "KeysMissing",
     "LimitExceeded",
     "NotFound",
+    "NotSupported",
     "PayloadTooLarge",
     "RateLimited",
     "ServiceError",
@@ -113,6 +119,18 @@ class EditRejected(ServiceError):
     code = ErrorCode.EDIT_FAILED
     status = 400
     default_message = "Edit failed"
+
+
+class KeysMissing(ServiceError):
+    code = ErrorCode.KEYS_MISSING
+    status = 409
+    default_message = "This person has not signed in since keys were introduced"
+
+
+class NotSupported(ServiceError):
+    code = ErrorCode.NOT_SUPPORTED
+    status = 409
+    default_message = "Not available for this kind of conversation"
 
 
 class Cancelled(ServiceError):

@@ -39,6 +39,10 @@ import uuid
 import crypto
 import storage
 from server.service import exceptions as errors
+
+# Shared conversations' keys live there; it asks back for `current_identity` (both
+# modules import the other as a module and look names up at call time).
+from server.service import member_keys
 from server.service.identity import Identity
 
 __all__ = [
@@ -120,7 +124,10 @@ async def open_keys(
 ) -> crypto.ConversationKeys:
     """`open_conversation_keys` for a conversation row, with the session's current data
     key when `identity`'s has been replaced since it was built. Raises KeyUnwrapError
-    when neither opens it."""
+    when neither opens it. A direct or group conversation's key comes from the caller's
+    sealed copy (`member_keys`)."""
+    if record.wrapped_key is None:
+        return await member_keys.open_shared_keys(con, identity, record)
     try:
         return open_conversation_keys(identity, record.id, record.wrapped_key, record.key_version)
     except crypto.KeyUnwrapError:
@@ -135,9 +142,10 @@ async def open_keys(
 async def rewrap_conversation_keys(
     con: storage.Connection, user_id: uuid.UUID, old_data_key: bytes, new_data_key: bytes
 ) -> int:
-    """Re-wrap every conversation key of `user_id` (live and soft-deleted) from the old
-    data key to the new one; the keys themselves, their versions and every message stay
-    as they are. Returns how many were re-wrapped.
+    """Re-wrap every conversation key of `user_id` (live and soft-deleted), and their
+    X25519 private key, from the old data key to the new one; the keys themselves,
+    their versions and every message stay as they are. Returns how many conversation
+    keys were re-wrapped.
 
     The rows are locked in id order for the rest of the transaction. A key that does not
     open under the old data key raises KeyUnwrapError: the caller's transaction is then
@@ -146,9 +154,13 @@ async def rewrap_conversation_keys(
     records = await storage.lock_every_conversation(con)
     rewrapped: list[tuple[uuid.UUID, bytes]] = []
     for record in records:
-        if record.user_id != user_id:
-            continue  # not reachable under row-level security; never re-wrap another's
+        if record.user_id != user_id or record.wrapped_key is None:
+            # Another's conversation, or a shared one: its key is sealed to the user's
+            # public key, which stays; only the private key moves (below).
+            continue
         context = _context(record.id, record.key_version)
         key = crypto.unwrap_key(old_data_key, record.wrapped_key, context=context)
         rewrapped.append((record.id, crypto.wrap_key(new_data_key, key, context=context)))
-    return await storage.rewrap_conversation_keys(con, rewrapped)
+    count = await storage.rewrap_conversation_keys(con, rewrapped)
+    await member_keys.rewrap_private_key(con, user_id, old_data_key, new_data_key)
+    return count

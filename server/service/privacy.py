@@ -276,6 +276,10 @@ class PrivacyService:
             record = await storage.get_conversation(con, conversation_id, for_update=True)
             if record is None:
                 raise errors.NotFound()
+            if record.wrapped_key is None:
+                # A shared conversation's key is sealed to every member: a new one comes
+                # with the key epochs of membership changes, not from one member.
+                raise errors.NotSupported("Key rotation is for ai conversations")
             if await storage.get_generation(con, conversation_id) is not None:
                 raise errors.Busy()
             # An expired lease is dropped so its holder can never extend it and commit
@@ -327,7 +331,12 @@ class PrivacyService:
         then told to stop on whatever instance it runs. The audit entry holds no content.
         """
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            live = await storage.get_conversation(con, conversation_id) is not None
+            record = await storage.get_conversation(con, conversation_id)
+            live = record is not None
+            if record is not None and record.kind != "ai":
+                # Everyone's messages are in it: erasing it for all is not one member's
+                # call (an admin's soft delete ends a group, and the purge erases it).
+                raise errors.NotSupported("Erasure is for ai conversations; leave it instead")
             await storage.cancel_generation(con, conversation_id)
             count = await storage.count_messages(con, conversation_id)
             if not await storage.hard_delete_conversation(con, conversation_id):
@@ -363,6 +372,9 @@ class PrivacyService:
             # password change running now finishes before, or waits and finds no user.
             if await storage.get_user(con, identity.user_id, for_update=True) is None:
                 raise errors.Unauthorized("Authentication failed: user not found")
+            # Other people's conversations stay theirs: the shared ones this account
+            # created pass to another member before anything is erased.
+            await privacy_sql.hand_over_conversations(con)
             conversation_ids = await privacy_sql.list_conversation_ids(con)
             generating = await privacy_sql.list_generating_conversations(con)
             session_ids = await privacy_sql.erase_user_keys(con, identity.user_id)

@@ -22,6 +22,7 @@ from ai import AIError, ChatMessage, FinishReason, ProviderRegistry, Role, build
 from protocol.names import ErrorCode, ServerEvent
 from protocol.socket_events import AiComplete, AiError, AiToken
 from server.service.broadcaster import Broadcaster
+from server.service.chain_append import append_message
 from server.service.generation_tracker import GenerationTracker
 from server.service.generations import (
     CancelMode,
@@ -260,22 +261,14 @@ class ReplyRunner:
                 or not await storage.owns_generation(con, conversation_id, generation.owner)
             ):
                 return self._discarded(generation)
-            token = crypto.pack(
-                keys, conversation_id, generation.sequence, crypto.Role.ASSISTANT, content
-            )
-            link = crypto.next_link(keys.integrity, record.merkle_root, token)
-            await storage.insert_message(
+            await append_message(
                 con,
-                conversation_id=conversation_id,
-                user_id=job.identity.user_id,
-                seq=generation.sequence,
-                role=int(crypto.Role.ASSISTANT),
-                token=token,
-                link=link,
+                keys,
+                record,
+                content,
+                role=crypto.Role.ASSISTANT,
+                sender_id=None,
                 stopped=stopped,
-            )
-            await storage.set_head(
-                con, conversation_id, message_count=generation.sequence, merkle_root=link
             )
             await storage.release_generation(con, conversation_id, generation.owner)
         await self._broadcast.to_conversation(

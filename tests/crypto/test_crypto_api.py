@@ -37,6 +37,7 @@ SUBMODULES = [
     "passwords",
     "access_tokens",
     "channel_seal",
+    "member_keys",
 ]
 
 

@@ -29,6 +29,7 @@ from crypto import (
     new_key,
     pack,
     peek_header,
+    reencrypt,
     unpack,
 )
 
@@ -150,6 +151,21 @@ def test_layout_and_compression_flag() -> None:
     raw = pack(KEYS, CONV, 1, Role.USER, random_text, WHEN)
     assert len(raw) <= 11 + 12 + len(random_text.encode()) + 16
     assert unpack(KEYS, CONV, raw).content == random_text
+
+
+def test_compression_can_be_refused_and_reencrypt_keeps_the_choice() -> None:
+    """Shared conversations never compress: the token's length is the text's."""
+    repetitive = "all work and no play " * 200
+    plain = pack(KEYS, CONV, 1, Role.USER, repetitive, WHEN, compress=False)
+    assert not peek_header(plain).compressed and plain[1] == 0
+    assert len(plain) == 11 + 12 + len(repetitive.encode()) + 16
+    assert unpack(KEYS, CONV, plain).content == repetitive
+    other = derive_conversation_keys(b"k" * 32, CONV, 2)
+    squeezed = reencrypt(KEYS, other, CONV, plain)
+    assert peek_header(squeezed).compressed
+    kept = reencrypt(KEYS, other, CONV, plain, compress=False)
+    assert not peek_header(kept).compressed
+    assert unpack(other, CONV, kept).content == repetitive
 
 
 def test_nonces_are_fresh() -> None:

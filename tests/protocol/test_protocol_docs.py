@@ -142,7 +142,7 @@ def test_event_names_are_the_protocol_names() -> None:
     assert {str(e) for e in ServerEvent} == {
         "state", "user-joined", "user-left", "typing-start", "ai-token", "ai-complete",
         "ai-error", "message-added", "conversation-truncated", "needs-regeneration", "error",
-        "pong",
+        "pong", "member-added", "conversation-added", "conversation-updated",
     }  # fmt: skip
 
 
@@ -283,6 +283,11 @@ def test_openapi_structure() -> None:
         ("post", "/api/conversations/{id}/verify"): 200,
         ("post", "/api/conversations/{id}/rotate-key"): 200,
         ("get", "/api/account/export"): 200, ("delete", "/api/account"): 204,
+        ("get", "/api/profile"): 200, ("patch", "/api/profile"): 200,
+        ("get", "/api/users/{userId}"): 200, ("post", "/api/users/lookup"): 200,
+        ("post", "/api/conversations/direct"): 201, ("post", "/api/conversations/group"): 201,
+        ("post", "/api/conversations/{id}/participants"): 201,
+        ("get", "/api/messages/{conversationId}"): 200, ("post", "/api/messages"): 201,
     }  # fmt: skip
     found = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert found == set(expected)

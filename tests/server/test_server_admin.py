@@ -27,7 +27,16 @@ from storage.migrate import SCHEMA_PATH, read_schema
 ROOT = Path(__file__).resolve().parents[2]
 PURGE_FUNCTION = "purge_deleted_conversations(timestamptz, integer)"
 PASSWORD = "correct horse battery"
-TABLES = ("users", "sessions", "conversations", "messages", "generation_locks", "audit_log")
+TABLES = (
+    "users",
+    "sessions",
+    "conversations",
+    "messages",
+    "generation_locks",
+    "audit_log",
+    "conversation_members",
+    "profiles",
+)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -56,9 +56,12 @@ async def _received_since(client: NodeClient, mark: int) -> list[str]:
 
 
 def _conversation_rooms(live: LiveServer, client: NodeClient) -> list[str]:
-    """The rooms this socket is in on the server, apart from its own (named by its sid)."""
+    """The rooms this socket is in on the server, apart from its own (named by its sid)
+    and its user's (`user:{id}`, which every socket of a user is in)."""
     assert client.sid is not None
-    return sorted(r for r in live.app[SIO].rooms(client.sid) if r != client.sid)
+    return sorted(
+        r for r in live.app[SIO].rooms(client.sid) if r != client.sid and not r.startswith("user:")
+    )
 
 
 def _leaked(client: NodeClient, *secrets: str) -> list[str]:

@@ -148,6 +148,7 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
     assert page["pagination"] == {"limit": 20, "offset": 0, "hasMore": True}
     assert [c["id"] for c in page["conversations"]] == newest_first[:20]
     first = page["conversations"][0]
+    # The seed's fields, then ours for every kind of conversation.
     assert set(first) == {
         "id",
         "title",
@@ -156,8 +157,16 @@ async def test_list_pages_by_updated_at_with_limits(server: LiveServer) -> None:
         "createdAt",
         "updatedAt",
         "merkleRoot",
+        "kind",
+        "participants",
+        "lastMessage",
+        "unreadCount",
+        "description",
+        "category",
     }
     assert first["title"] == "c24" and first["messageCount"] == 0 and first["merkleRoot"] is None
+    assert first["kind"] == "ai" and first["lastMessage"] is None and first["unreadCount"] == 0
+    assert [p["role"] for p in first["participants"]] == ["admin"]
 
     status, rest = await server.call("GET", "/api/conversations?offset=20", token=token)
     assert status == 200

@@ -43,7 +43,7 @@ async def new_user(pool: asyncpg.Pool, email: str | None = None) -> UserRecord:
 async def new_conversation(pool: asyncpg.Pool, user: UserRecord) -> ConversationRecord:
     """Create an empty conversation for ``user``."""
     async with user_tx(pool, user.id) as con:
-        return await create_conversation(
+        record = await create_conversation(
             con,
             conversation_id=uuid.uuid4(),
             user_id=user.id,
@@ -51,6 +51,8 @@ async def new_conversation(pool: asyncpg.Pool, user: UserRecord) -> Conversation
             model="gpt-4o",
             wrapped_key=os.urandom(60),
         )
+    assert record is not None  # an ai conversation always is created
+    return record
 
 
 async def append(

@@ -253,9 +253,10 @@ async def test_storage_functions_refuse_writes_for_another_user(
 async def test_rows_cannot_be_attached_to_another_users_conversation(
     pool: asyncpg.Pool, admin: asyncpg.Connection, tenants: tuple[Tenant, Tenant]
 ) -> None:
-    """Owning the row is not enough: it must hang off a conversation one owns."""
+    """Owning the row is not enough: it must hang off a conversation one is a member of
+    (refused by the membership policy, or by the foreign key to the creator)."""
     a, b = tenants
-    with pytest.raises(NotFound):
+    with pytest.raises((Forbidden, NotFound)):
         async with user_tx(pool, a.user.id) as con:
             await insert_message(
                 con,

@@ -16,6 +16,8 @@ TABLES = {
     "generation_locks",
     "audit_log",
     "schema_migrations",
+    "conversation_members",
+    "profiles",
 }
 
 
@@ -39,8 +41,16 @@ async def test_every_user_table_has_a_policy_on_its_owner(admin: asyncpg.Connect
     for row in rows:
         by_table.setdefault(row["tablename"], []).append(row["qual"] or "")
     assert set(by_table) == TABLES
+    # The identity directly, or through the membership function that reads it.
     for table in TABLES - {"schema_migrations"}:
-        assert any("app.current_user_id" in qual for qual in by_table[table]), table
+        assert any(
+            "app.current_user_id" in qual or "member_conversation_ids()" in qual
+            for qual in by_table[table]
+        ), table
+    membership = await admin.fetchval(
+        "SELECT prosrc FROM pg_proc WHERE proname = 'member_conversation_ids'"
+    )
+    assert "app.current_user_id" in membership
 
 
 async def test_app_role_is_powerless_and_owns_nothing(admin: asyncpg.Connection) -> None:

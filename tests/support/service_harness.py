@@ -35,21 +35,25 @@ from server.service.lost_replies import LostReplies
 from server.service.metrics import Metrics
 from server.service.password_throttle import LocalFailures, PasswordThrottle
 from server.service.privacy import PrivacyService
+from server.service.profiles import ProfileService
 from server.service.ratelimit import LocalCounter
 from server.service.replies import ReplyRunner
+from server.service.shared_chat import GroupLimits, SharedChat
 
 __all__ = ["ChatHarness", "Recorded", "RecordingBroadcaster", "chat_harness"]
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """One delivery: to a conversation's room (`sid` = the skipped socket) or to a socket."""
+    """One delivery: to a conversation's room (`sid` = the skipped socket), to a socket,
+    or to every socket of a user (`user_id`)."""
 
     event: ServerEvent
     payload: msgspec.Struct
     conversation_id: uuid.UUID | None = None
     sid: str | None = None
     with_partial: bool = True
+    user_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -71,6 +75,11 @@ class RecordingBroadcaster:
     async def to_socket(self, sid: str, event: ServerEvent, payload: msgspec.Struct) -> None:
         self.sent.append(Recorded(event, payload, sid=sid))
 
+    async def to_user(
+        self, user_id: uuid.UUID, event: ServerEvent, payload: msgspec.Struct
+    ) -> None:
+        self.sent.append(Recorded(event, payload, user_id=user_id))
+
     async def tokens(self, conversation_id: uuid.UUID, full: AiToken, delta: AiToken) -> None:
         self.sent.append(Recorded(ServerEvent.AI_TOKEN, full, conversation_id=conversation_id))
         self.sent.append(
@@ -91,6 +100,8 @@ class ChatHarness:
     chat: ChatService
     generations: LocalGenerations
     broadcast: RecordingBroadcaster
+    shared: SharedChat
+    profiles: ProfileService
 
     async def person(self) -> Identity:
         """A new registered user, as their session would authenticate."""
@@ -151,6 +162,7 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
     tracker = LocalTracker(generations)
     broadcast = RecordingBroadcaster()
     metrics = Metrics()
+    limiter = EventLimiter(LocalCounter(), settings.limits)
     replies = ReplyRunner(
         pool,
         registry,
@@ -164,6 +176,16 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         context_budget_tokens=settings.ai.context_budget_tokens,
         max_reply_tokens=settings.ai.max_reply_tokens,
     )
+    shared = SharedChat(
+        pool,
+        broadcast,
+        limiter=limiter,
+        limits=GroupLimits(
+            members_per_group=settings.max_group_members,
+            groups_per_user=settings.max_groups_per_user,
+        ),
+        default_model=registry.default_model,
+    )
     chat = ChatService(
         pool,
         registry,
@@ -171,9 +193,10 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         tracker,
         replies,
         LostReplies(pool, tracker, broadcast, metrics),
-        limiter=EventLimiter(LocalCounter(), settings.limits),
+        limiter=limiter,
         max_conversations_per_user=settings.max_conversations_per_user,
         lock_ttl_s=settings.generation_lock_ttl_s,
+        shared=shared,
     )
     accounts = Accounts(
         pool,
@@ -181,7 +204,16 @@ async def chat_harness(db: TempDatabase, **env: str) -> AsyncIterator[ChatHarnes
         token_ttl=timedelta(seconds=settings.access_token_ttl_s),
         throttle=local_throttle(),
     )
-    harness = ChatHarness(settings, pool, accounts, chat, generations, broadcast)
+    harness = ChatHarness(
+        settings,
+        pool,
+        accounts,
+        chat,
+        generations,
+        broadcast,
+        shared=shared,
+        profiles=ProfileService(pool, limiter=limiter),
+    )
     try:
         yield harness
     finally:

@@ -120,6 +120,11 @@ CREATE TABLE conversations (
     CONSTRAINT conversations_category_check CHECK (
         category IS NULL
         OR category IN ('GENERAL', 'FOOD_SHARE', 'NEWS', 'RECIPES', 'TIPS', 'LOCAL_EVENTS')
+    ),
+    CONSTRAINT conversations_title_kind CHECK (title IS NULL OR kind = 'ai'),
+    CONSTRAINT conversations_key_version_check CHECK (key_version >= 1),
+    CONSTRAINT conversations_direct_pair_creator CHECK (
+        direct_pair IS NULL OR strpos(direct_pair, user_id::text) > 0
     )
 ) WITH (fillfactor = 85);
 CREATE INDEX conversations_user_updated_idx
@@ -181,12 +186,12 @@ CREATE TABLE messages (
     token           bytea       NOT NULL,
     link            bytea       NOT NULL,
     client_msg_id   text,
-    -- Version 4: a message's public id beside its sequence (a sequence is reused after a
-    -- destructive edit; an id never is), and who wrote it: the member for a person's
-    -- message, NULL for the model's. user_id stays the conversation's creator, which
+    -- Version 4: who wrote it (the member for a person's message, NULL for the model's)
+    -- and a message's public id beside its sequence (a sequence is reused after a
+    -- destructive edit; an id never is). user_id stays the conversation's creator, which
     -- the foreign key below checks.
-    id              uuid        NOT NULL DEFAULT gen_random_uuid(),
     sender_id       uuid        REFERENCES users (id) ON DELETE SET NULL,
+    id              uuid        NOT NULL DEFAULT gen_random_uuid(),
     CONSTRAINT messages_pkey PRIMARY KEY (conversation_id, seq),
     CONSTRAINT messages_conversation_fkey FOREIGN KEY (conversation_id, user_id)
         REFERENCES conversations (id, user_id) ON UPDATE CASCADE ON DELETE CASCADE
@@ -194,6 +199,8 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_client_msg_id_key
     ON messages (conversation_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
 CREATE UNIQUE INDEX messages_id_key ON messages (id);
+-- Erasing an account sets its messages' sender to NULL: found here, not by a scan.
+CREATE INDEX messages_sender_idx ON messages (sender_id) WHERE sender_id IS NOT NULL;
 -- Tokens are ciphertext: compressing them is wasted work, so never try.
 -- Links are 32-byte digests: keep them inline and uncompressed.
 ALTER TABLE messages
@@ -276,7 +283,7 @@ $role$;
 GRANT USAGE ON SCHEMA public TO scca_membership;
 GRANT SELECT (conversation_id, user_id, role, joined_at) ON conversation_members
     TO scca_membership;
-GRANT UPDATE (role) ON conversation_members TO scca_membership;
+GRANT UPDATE (role), DELETE ON conversation_members TO scca_membership;
 GRANT SELECT (id, user_id, kind) ON conversations TO scca_membership;
 GRANT UPDATE (user_id) ON conversations TO scca_membership;
 CREATE POLICY conversation_members_membership ON conversation_members
@@ -359,7 +366,7 @@ AS $fn$
     FROM public.conversation_members AS m
     JOIN public.conversations AS c ON c.id = m.conversation_id
     WHERE m.user_id = NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid
-      AND c.kind = 'ai'
+      AND c.kind = 'ai' AND c.user_id = m.user_id
 $fn$;
 REVOKE ALL ON FUNCTION rewritable_conversation_ids() FROM PUBLIC;
 ALTER FUNCTION rewritable_conversation_ids() OWNER TO scca_membership;
@@ -367,35 +374,132 @@ ALTER FUNCTION rewritable_conversation_ids() OWNER TO scca_membership;
 -- Any member appends to a shared conversation (its head: count, last link, time), but
 -- only its admins change what it is (name, description, category) or end it; a direct
 -- conversation has no admin, so neither of its two people can. Row-level security
--- cannot tell columns apart, so this trigger does, as the role that updates.
+-- cannot tell columns apart, so this trigger does, as the role that updates; an 'ai'
+-- conversation (its owner's alone) does not fire it.
 CREATE FUNCTION conversations_guard_update()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, public, pg_temp
 AS $fn$
 BEGIN
-    IF OLD.kind <> 'ai'
-        AND (NEW.sealed_title, NEW.sealed_description, NEW.category, NEW.deleted_at)
-            IS DISTINCT FROM (OLD.sealed_title, OLD.sealed_description, OLD.category,
-                              OLD.deleted_at)
+    -- Never changed in a shared conversation: its key lives in its members' rows.
+    IF (NEW.title, NEW.wrapped_key, NEW.key_version)
+        IS DISTINCT FROM (OLD.title, OLD.wrapped_key, OLD.key_version)
+    THEN
+        RAISE EXCEPTION 'a shared conversation''s key and title columns are fixed'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- What it is and whether it lives: its admins' (a direct one has none).
+    IF (NEW.sealed_title, NEW.sealed_description, NEW.category, NEW.deleted_at)
+        IS DISTINCT FROM (OLD.sealed_title, OLD.sealed_description, OLD.category,
+                          OLD.deleted_at)
     THEN
         IF public.member_role(OLD.id) IS DISTINCT FROM 'admin' THEN
             RAISE EXCEPTION 'only a group''s admins change or delete it'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
     END IF;
+    -- Its head moves one message forward, onto the message just appended, and its
+    -- time to now: never back, never elsewhere.
+    IF (NEW.message_count, NEW.merkle_root) IS DISTINCT FROM (OLD.message_count, OLD.merkle_root)
+    THEN
+        IF NEW.message_count <> OLD.message_count + 1 OR NOT EXISTS (
+            SELECT 1 FROM public.messages AS m
+            WHERE m.conversation_id = OLD.id AND m.seq = NEW.message_count
+              AND m.link = NEW.merkle_root
+        ) THEN
+            RAISE EXCEPTION 'a shared conversation''s head follows its last message'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    IF NEW.updated_at IS DISTINCT FROM OLD.updated_at AND NEW.updated_at <> pg_catalog.now() THEN
+        RAISE EXCEPTION 'updated_at moves to now only' USING ERRCODE = 'insufficient_privilege';
+    END IF;
     RETURN NEW;
 END
 $fn$;
 REVOKE ALL ON FUNCTION conversations_guard_update() FROM PUBLIC;
 CREATE TRIGGER conversations_guard_update BEFORE UPDATE ON conversations
-    FOR EACH ROW EXECUTE FUNCTION conversations_guard_update();
+    FOR EACH ROW WHEN (OLD.kind <> 'ai') EXECUTE FUNCTION conversations_guard_update();
+
+-- Who a conversation may have as members, whoever adds them (may_add_members says who
+-- may add): an 'ai' conversation its owner alone, as admin; a direct one the two people
+-- its pair names, as members; a group its creator as admin and anyone else as member.
+-- The adder, the time and the receipts of a new member are not the adder's to choose.
+CREATE FUNCTION conversation_members_guard_insert()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+DECLARE
+    target record;
+    allowed boolean := false;
+BEGIN
+    SELECT c.kind, c.user_id, c.direct_pair INTO target
+    FROM public.conversations AS c WHERE c.id = NEW.conversation_id;
+    IF NOT FOUND THEN
+        allowed := false;
+    ELSIF target.kind = 'ai' THEN
+        allowed := NEW.user_id = target.user_id AND NEW.role = 'admin';
+    ELSIF target.kind = 'direct' THEN
+        allowed := pg_catalog.strpos(target.direct_pair, NEW.user_id::text) > 0
+                   AND NEW.role = 'member';
+    ELSIF NEW.user_id = target.user_id THEN
+        allowed := NEW.role = 'admin';
+    ELSE
+        allowed := NEW.role = 'member';
+    END IF;
+    IF NOT allowed THEN
+        RAISE EXCEPTION 'not a member this conversation can have'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    NEW.added_by := NULLIF(pg_catalog.current_setting('app.current_user_id', true), '')::uuid;
+    NEW.joined_at := pg_catalog.now();
+    NEW.last_delivered_seq := 0;
+    NEW.last_read_seq := 0;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION conversation_members_guard_insert() FROM PUBLIC;
+CREATE TRIGGER conversation_members_guard_insert BEFORE INSERT ON conversation_members
+    FOR EACH ROW EXECUTE FUNCTION conversation_members_guard_insert();
+
+-- At commit: a new conversation's creator is one of its members (what the policies'
+-- `user_id = me` shortcut relies on), and a direct one has exactly its two people.
+CREATE FUNCTION conversations_check_members()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM public.conversations AS c WHERE c.id = NEW.id) THEN
+        RETURN NULL;  -- gone again in the same transaction
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM public.conversation_members AS m
+        WHERE m.conversation_id = NEW.id AND m.user_id = NEW.user_id
+    ) OR (
+        NEW.kind = 'direct'
+        AND (SELECT pg_catalog.count(*) FROM public.conversation_members AS m
+             WHERE m.conversation_id = NEW.id) <> 2
+    ) THEN
+        RAISE EXCEPTION 'a new conversation needs its creator (and a direct one its two people) as members'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+REVOKE ALL ON FUNCTION conversations_check_members() FROM PUBLIC;
+CREATE CONSTRAINT TRIGGER conversations_check_members AFTER INSERT ON conversations
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION conversations_check_members();
 
 -- Account erasure must not take other people's conversations with it: the direct and
 -- group conversations the leaving person created pass to another member first (an
 -- admin, else the longest-standing member, who becomes admin of a group left without
--- one). Their messages follow through the ON UPDATE CASCADE foreign keys. Conversations
--- nobody else is in are left to be erased with the account. Returns how many passed.
+-- one), and the leaving person is no longer a member of them. Their messages follow
+-- through the ON UPDATE CASCADE foreign keys. Conversations nobody else is in are left
+-- to be erased with the account. Returns how many passed.
 CREATE FUNCTION hand_over_conversations()
 RETURNS integer
 LANGUAGE plpgsql
@@ -410,6 +514,9 @@ BEGIN
     IF me IS NULL THEN
         RETURN 0;
     END IF;
+    -- In id order, as every other locker of several conversations takes them.
+    PERFORM 1 FROM public.conversations AS c
+    WHERE c.user_id = me AND c.kind <> 'ai' ORDER BY c.id FOR UPDATE;
     WITH heirs AS (
         SELECT DISTINCT ON (c.id) c.id, c.kind, m.user_id AS heir
         FROM public.conversations AS c
@@ -430,6 +537,11 @@ BEGIN
               WHERE a.conversation_id = h.id AND a.role = 'admin' AND a.user_id <> me
           )
         RETURNING m.user_id
+    ), gone AS (
+        DELETE FROM public.conversation_members AS m
+        USING heirs AS h
+        WHERE m.conversation_id = h.id AND m.user_id = me
+        RETURNING m.conversation_id
     )
     SELECT pg_catalog.count(*) INTO moved FROM passed;
     RETURN moved;
@@ -454,22 +566,40 @@ CREATE POLICY sessions_owner ON sessions
 
 -- Members see and update their conversations; a new one is inserted by its creator
 -- (it has no member yet: its first members follow in the same transaction), and only
--- its creator deletes it for good.
+-- its creator deletes it for good (a shared one once its admins ended it). The creator (user_id) is always a member: one who
+-- goes hands the conversation over first (hand_over_conversations). So `user_id = me`
+-- grants nothing membership does not; it is tested first because it is a plain
+-- comparison on the row, and for an 'ai' conversation (creator = owner = its only
+-- member) the membership set is then never computed.
 CREATE POLICY conversations_member_read ON conversations FOR SELECT
-    USING (id IN (SELECT member_conversation_ids()));
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+           OR id IN (SELECT member_conversation_ids()));
 CREATE POLICY conversations_member_update ON conversations FOR UPDATE
-    USING (id IN (SELECT member_conversation_ids()))
-    WITH CHECK (id IN (SELECT member_conversation_ids()));
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+           OR id IN (SELECT member_conversation_ids()))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+                OR id IN (SELECT member_conversation_ids()));
 CREATE POLICY conversations_create ON conversations FOR INSERT
     WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
 CREATE POLICY conversations_creator_delete ON conversations FOR DELETE
-    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid));
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+           AND (kind = 'ai' OR deleted_at IS NOT NULL));
 
--- Members read and append; only an 'ai' conversation's owner rewrites or deletes.
+-- Members read, and append messages as themselves; only an 'ai' conversation's owner
+-- writes the model's messages, rewrites or deletes.
+-- (user_id is the conversation's creator, a member: see conversations_member_read.)
 CREATE POLICY messages_member_read ON messages FOR SELECT
-    USING (conversation_id IN (SELECT member_conversation_ids()));
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+           OR conversation_id IN (SELECT member_conversation_ids()));
 CREATE POLICY messages_member_append ON messages FOR INSERT
-    WITH CHECK (conversation_id IN (SELECT member_conversation_ids()));
+    WITH CHECK (
+        -- a person's own message, in a conversation they are a member of
+        (sender_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid) AND role = 0
+         AND (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+              OR conversation_id IN (SELECT member_conversation_ids())))
+        -- the model's (and the seed's authorless) messages, in one's own 'ai' conversation
+        OR (sender_id IS NULL AND conversation_id IN (SELECT rewritable_conversation_ids()))
+    );
 CREATE POLICY messages_owner_rewrite ON messages FOR UPDATE
     USING (conversation_id IN (SELECT rewritable_conversation_ids()))
     WITH CHECK (conversation_id IN (SELECT rewritable_conversation_ids()));
@@ -477,8 +607,10 @@ CREATE POLICY messages_owner_delete ON messages FOR DELETE
     USING (conversation_id IN (SELECT rewritable_conversation_ids()));
 
 CREATE POLICY generation_locks_member ON generation_locks
-    USING (conversation_id IN (SELECT member_conversation_ids()))
-    WITH CHECK (conversation_id IN (SELECT member_conversation_ids()));
+    USING (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+           OR conversation_id IN (SELECT member_conversation_ids()))
+    WITH CHECK (user_id = (SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid)
+                OR conversation_id IN (SELECT member_conversation_ids()));
 
 -- A member sees the other members of their conversations; an admin adds members (see
 -- may_add_members); a member updates only their own row (receipts, their sealed key).

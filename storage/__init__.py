@@ -8,6 +8,7 @@ from storage.audit import append_audit, list_audit
 from storage.connection import Connection, Row
 from storage.conversations import (
     count_conversations,
+    count_created,
     create_conversation,
     get_conversation,
     get_direct_conversation,
@@ -46,7 +47,6 @@ from storage.members import (
     MemberRecord,
     NewMember,
     add_members,
-    count_memberships,
     get_member,
     list_members,
     list_members_of,
@@ -149,7 +149,7 @@ __all__ = [
     "cancel_generation",
     "convert_errors",
     "count_conversations",
-    "count_memberships",
+    "count_created",
     "count_messages",
     "create_conversation",
     "create_pool",

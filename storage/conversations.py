@@ -15,10 +15,11 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from storage.connection import Connection
 from storage.exceptions import NotFound, convert_errors
 from storage.members import NewMember, add_members
-from storage.records import CONVERSATION_COLUMNS, ConversationRecord
+from storage.records import CONVERSATION_COLUMNS, IDENTITY_SQL, ConversationRecord
 
 __all__ = [
     "count_conversations",
+    "count_created",
     "create_conversation",
     "get_conversation",
     "get_direct_conversation",
@@ -125,11 +126,14 @@ async def get_direct_conversation(con: Connection, direct_pair: str) -> Conversa
 async def list_conversations(
     con: Connection, *, limit: int, offset: int
 ) -> list[ConversationRecord]:
-    """The identity's live conversations, most recently updated first."""
+    """The live conversations the identity is a member of, most recently updated first
+    (reached through the identity's memberships, an index range)."""
+    columns = ", ".join("c." + c.strip() for c in CONVERSATION_COLUMNS.split(","))
     rows = await con.fetch(
-        f"SELECT {CONVERSATION_COLUMNS}"
-        " FROM conversations WHERE deleted_at IS NULL"
-        " ORDER BY updated_at DESC, id LIMIT $1 OFFSET $2",
+        f"SELECT {columns} FROM conversation_members AS m"
+        " JOIN conversations AS c ON c.id = m.conversation_id"
+        f" WHERE m.user_id = {IDENTITY_SQL} AND c.deleted_at IS NULL"
+        " ORDER BY c.updated_at DESC, c.id LIMIT $1 OFFSET $2",
         limit,
         offset,
     )
@@ -138,8 +142,25 @@ async def list_conversations(
 
 @convert_errors()
 async def count_conversations(con: Connection) -> int:
-    """How many live conversations the identity has."""
-    return int(await con.fetchval("SELECT count(*) FROM conversations WHERE deleted_at IS NULL"))
+    """How many live conversations the identity created (of every kind)."""
+    return int(
+        await con.fetchval(
+            "SELECT count(*) FROM conversations"
+            f" WHERE user_id = {IDENTITY_SQL} AND deleted_at IS NULL"
+        )
+    )
+
+
+@convert_errors()
+async def count_created(con: Connection, *, kind: str) -> int:
+    """How many live conversations of `kind` the identity created."""
+    return int(
+        await con.fetchval(
+            "SELECT count(*) FROM conversations"
+            f" WHERE user_id = {IDENTITY_SQL} AND kind = $1 AND deleted_at IS NULL",
+            kind,
+        )
+    )
 
 
 @convert_errors()
@@ -247,9 +268,10 @@ async def set_wrapped_key(
 
 @convert_errors()
 async def list_deleted_before(con: Connection, cutoff: datetime) -> list[UUID]:
-    """Ids of the identity's conversations soft-deleted before ``cutoff``."""
+    """Ids of the conversations the identity created and soft-deleted before ``cutoff``."""
     rows = await con.fetch(
-        "SELECT id FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at < $1"
+        "SELECT id FROM conversations"
+        f" WHERE user_id = {IDENTITY_SQL} AND deleted_at IS NOT NULL AND deleted_at < $1"
         " ORDER BY deleted_at, id",
         cutoff,
     )
@@ -266,8 +288,9 @@ async def list_clear_titles(con: Connection) -> list[ConversationRecord]:
     (a partial index holds exactly these rows).
     """
     rows = await con.fetch(
-        f"SELECT {CONVERSATION_COLUMNS}"
-        " FROM conversations WHERE title IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+        f" WHERE user_id = {IDENTITY_SQL} AND kind = 'ai' AND title IS NOT NULL"
+        " ORDER BY id FOR UPDATE SKIP LOCKED"
     )
     return [ConversationRecord(**row) for row in rows]
 
@@ -295,11 +318,12 @@ async def seal_clear_titles(con: Connection, sealed: Sequence[tuple[UUID, bytes]
 
 @convert_errors()
 async def lock_every_conversation(con: Connection) -> list[ConversationRecord]:
-    """Every conversation of the identity, live and soft-deleted, locked FOR UPDATE in
-    id order (so two lockers never deadlock), for re-wrapping their keys."""
+    """Every `ai` conversation of the identity (the ones whose key its data key wraps),
+    live and soft-deleted, locked FOR UPDATE in id order (so two lockers never
+    deadlock), for re-wrapping their keys."""
     rows = await con.fetch(
-        f"SELECT {CONVERSATION_COLUMNS}"
-        " FROM conversations ORDER BY id FOR UPDATE"
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+        f" WHERE user_id = {IDENTITY_SQL} AND kind = 'ai' ORDER BY id FOR UPDATE"
     )
     return [ConversationRecord(**row) for row in rows]
 

@@ -20,7 +20,6 @@ __all__ = [
     "MemberRecord",
     "NewMember",
     "add_members",
-    "count_memberships",
     "get_member",
     "list_members",
     "list_members_of",
@@ -125,20 +124,6 @@ async def list_members_of(
     for row in rows:
         found[row["conversation_id"]].append(MemberRecord(**row))
     return found
-
-
-@convert_errors()
-async def count_memberships(con: Connection, user_id: UUID, *, kind: str) -> int:
-    """How many live conversations of ``kind`` the identity (``user_id``) belongs to."""
-    return int(
-        await con.fetchval(
-            "SELECT count(*) FROM conversation_members AS m"
-            " JOIN conversations AS c ON c.id = m.conversation_id"
-            " WHERE m.user_id = $1 AND c.kind = $2 AND c.deleted_at IS NULL",
-            user_id,
-            kind,
-        )
-    )
 
 
 @convert_errors()

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from storage.connection import Connection
 from storage.exceptions import NotFound, convert_errors
-from storage.records import CONVERSATION_COLUMNS, ConversationRecord
+from storage.records import CONVERSATION_COLUMNS, IDENTITY_SQL, ConversationRecord
 
 __all__ = [
     "REPORTED_TABLES",
@@ -137,8 +137,12 @@ async def set_conversation_key(
 
 @convert_errors()
 async def list_conversation_ids(con: Connection) -> list[UUID]:
-    """Ids of every conversation of the identity, live and soft-deleted."""
-    rows = await con.fetch("SELECT id FROM conversations ORDER BY created_at, id")
+    """Ids of every conversation the identity is a member of, live and soft-deleted."""
+    rows = await con.fetch(
+        "SELECT c.id FROM conversation_members AS m"
+        " JOIN conversations AS c ON c.id = m.conversation_id"
+        f" WHERE m.user_id = {IDENTITY_SQL} ORDER BY c.created_at, c.id"
+    )
     return [row["id"] for row in rows]
 
 

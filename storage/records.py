@@ -43,6 +43,10 @@ class SessionRecord:
     user_agent: str | None
 
 
+IDENTITY_SQL = "NULLIF(current_setting('app.current_user_id', true), '')::uuid"
+"""The transaction's identity (what `user_tx` sets), as SQL: queries name it to reach
+their rows through an index, where row-level security alone would filter a scan."""
+
 CONVERSATION_COLUMNS = (
     "id, user_id, title, model, message_count, merkle_root, wrapped_key, key_version,"
     " created_at, updated_at, deleted_at, sealed_title, kind, sealed_description, category,"

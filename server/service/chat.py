@@ -263,6 +263,8 @@ class ChatService:
             record = await storage.get_conversation_for_share(con, conversation_id)
             if record is None:
                 raise errors.NotFound()
+            if after_seq >= record.message_count:
+                return []  # nothing missed (and no sequence past PostgreSQL's integers)
             rows = await storage.list_messages(
                 con, conversation_id, from_seq=after_seq + 1, limit=REPLAY_LIMIT
             )

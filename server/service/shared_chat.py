@@ -56,6 +56,7 @@ _PREVIEW = 100
 _MAX_GROUP_NAME = 100
 _MAX_DESCRIPTION = 1000
 _NO_PERSON = "No such person"
+_MAX_SEQUENCE = 2**31 - 1  # sequences are PostgreSQL integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +199,8 @@ class SharedChat:
         await self._limiter.check(identity.user_id, Action.CREATE)
         conversation_id = uuid.uuid4()
         async with storage.user_tx(self._pool, identity.user_id) as con:
-            groups = await storage.count_memberships(con, identity.user_id, kind="group")
-            if groups >= self._limits.groups_per_user:
+            # Groups one created: being added to others' groups spends nobody's quota.
+            if await storage.count_created(con, kind="group") >= self._limits.groups_per_user:
                 raise errors.LimitExceeded(
                     f"At most {self._limits.groups_per_user} groups per user"
                 )
@@ -363,7 +364,8 @@ class SharedChat:
         for record in records:
             try:
                 keys = await open_keys(con, identity, record)
-            except (crypto.KeyUnwrapError, errors.NotFound, errors.KeysMissing):
+            except (crypto.CryptoError, ValueError, errors.NotFound, errors.KeysMissing):
+                # One conversation whose key does not open must not take the list down.
                 _LOG.warning("conversation key failed to open conversation=%s", record.id)
                 keys = None
             mine = next((m for m in members[record.id] if m.user_id == identity.user_id), None)
@@ -415,6 +417,9 @@ class SharedChat:
     ) -> list[PeopleMessage]:
         """A page of messages, oldest first: the newest `limit` (skipping `offset`, or
         below `before`), or the first `limit` after `after`. Reading marks them read."""
+        for name, value in (("after", after), ("before", before)):
+            if value is not None and not 0 <= value < _MAX_SEQUENCE:
+                raise errors.InvalidInput(f"{name}: expected a sequence below {_MAX_SEQUENCE}")
         await self._limiter.check(identity.user_id, Action.JOIN)
         async with storage.user_tx(self._pool, identity.user_id) as con:
             record = await storage.get_conversation_for_share(con, conversation_id)

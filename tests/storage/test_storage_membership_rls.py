@@ -31,7 +31,8 @@ from storage import (
     user_tx,
 )
 
-ROW_SECURITY = "row-level security"
+# The database refuses: by a policy, or by the guard on who a conversation may have.
+ROW_SECURITY = "row-level security|not a member this conversation can have"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ async def room(pool: asyncpg.Pool) -> Room:
         assert record is not None
     # Both write; rows carry the creator (foreign key) and their sender.
     for seq, author in enumerate((creator, member, creator), start=1):
+        link = os.urandom(32)
         async with user_tx(pool, author.id) as con:
             await insert_message(
                 con,
@@ -90,10 +92,11 @@ async def room(pool: asyncpg.Pool) -> Room:
                 seq=seq,
                 role=0,
                 token=os.urandom(40),
-                link=os.urandom(32),
+                link=link,
                 sender_id=author.id,
             )
-            await set_head(con, group_id, message_count=seq, merkle_root=os.urandom(32))
+            # The head follows the last message (the update guard checks it).
+            await set_head(con, group_id, message_count=seq, merkle_root=link)
     async with user_tx(pool, creator.id) as con:
         assert await acquire_generation(
             con,
@@ -336,7 +339,14 @@ async def test_a_member_who_is_not_admin_cannot_add_promote_or_touch_others(
 async def test_only_the_creator_deletes_the_conversation(
     raw: asyncpg.Connection, admin: asyncpg.Connection, room: Room
 ) -> None:
+    """And only once its admins ended it: a live group is everyone's."""
     async with rolled_back(raw, room.creator.id):
+        assert await raw.execute(
+            "DELETE FROM conversations WHERE id = $1", room.group_id
+        ) == "DELETE 0"
+        await raw.execute(
+            "UPDATE conversations SET deleted_at = now() WHERE id = $1", room.group_id
+        )
         assert await raw.execute(
             "DELETE FROM conversations WHERE id = $1", room.group_id
         ) == "DELETE 1"
@@ -431,3 +441,200 @@ async def test_membership_functions_answer_nothing_without_an_identity(
         assert await raw.fetchval(
             "SELECT find_user_id_by_email($1)", room.creator.email.upper()
         ) == room.creator.id
+
+
+async def test_a_member_moves_the_head_only_onto_the_message_they_appended(
+    raw: asyncpg.Connection, admin: asyncpg.Connection, room: Room
+) -> None:
+    """Row-level security cannot tell columns apart: the update guard does. A member may
+    not reset the count, point the head elsewhere, touch the key or title columns, or
+    date the conversation into the future."""
+    before = await admin.fetchrow(
+        "SELECT message_count, merkle_root, key_version, updated_at FROM conversations"
+        " WHERE id = $1",
+        room.group_id,
+    )
+    assert before is not None
+    for assignment in (
+        "message_count = 0, merkle_root = NULL",
+        f"message_count = {before['message_count'] + 1}, merkle_root = '\\x01'",
+        "merkle_root = '\\x02'",
+        "key_version = 7",
+        "key_version = -1",
+        "wrapped_key = '\\x01'",
+        "updated_at = '3000-01-01'",
+    ):
+        async with raw.transaction():
+            await act_as(raw, room.member.id)
+            with pytest.raises(asyncpg.PostgresError):
+                await raw.execute(
+                    f"UPDATE conversations SET {assignment} WHERE id = $1", room.group_id
+                )
+    # A clear title (what the service seals at its owner's next login) has no place in
+    # a shared conversation: the guard and a check constraint both say so.
+    async with raw.transaction():
+        await act_as(raw, room.member.id)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="title columns are fixed"):
+            await raw.execute("UPDATE conversations SET title = 'x' WHERE id = $1", room.group_id)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await admin.execute(
+            "INSERT INTO conversations (id, user_id, model, kind, title)"
+            " VALUES ($1, $2, 'm', 'group', 'x')",
+            uuid.uuid4(),
+            room.creator.id,
+        )
+    # The real move: a message appended, then the head onto it, by a plain member.
+    async with rolled_back(raw, room.member.id):
+        count = before["message_count"] + 1
+        await raw.execute(
+            "INSERT INTO messages (conversation_id, user_id, seq, role, token, link, sender_id)"
+            " VALUES ($1, $2, $3, 0, '\\x00', '\\x0a', $4)",
+            room.group_id,
+            room.creator.id,
+            count,
+            room.member.id,
+        )
+        assert await raw.execute(
+            "UPDATE conversations SET message_count = $2, merkle_root = '\\x0a',"
+            " updated_at = now() WHERE id = $1",
+            room.group_id,
+            count,
+        ) == "UPDATE 1"
+    after = await admin.fetchrow(
+        "SELECT message_count, merkle_root, key_version, updated_at FROM conversations"
+        " WHERE id = $1",
+        room.group_id,
+    )
+    assert after == before
+
+
+async def test_a_member_appends_messages_only_as_themselves(
+    raw: asyncpg.Connection, admin: asyncpg.Connection, room: Room
+) -> None:
+    """Not in another member's name, not as the model, not authorless."""
+    count = await admin.fetchval(
+        "SELECT count(*) FROM messages WHERE conversation_id = $1", room.group_id
+    )
+    for sender, role in (
+        (room.creator.id, 0),
+        (None, 0),
+        (None, 1),
+        (room.member.id, 1),
+    ):
+        async with raw.transaction():
+            await act_as(raw, room.member.id)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+                await raw.execute(
+                    "INSERT INTO messages"
+                    " (conversation_id, user_id, seq, role, token, link, sender_id)"
+                    " VALUES ($1, $2, 99, $3, '\\x00', '\\x00', $4)",
+                    room.group_id,
+                    room.creator.id,
+                    role,
+                    sender,
+                )
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM messages WHERE conversation_id = $1", room.group_id
+        )
+        == count
+    )
+
+
+async def test_a_conversation_has_its_creator_and_only_the_people_it_may_have(
+    raw: asyncpg.Connection, admin: asyncpg.Connection, room: Room
+) -> None:
+    """Who may be put in a new conversation, whoever creates it: a direct pair names its
+    creator, holds its two people and nobody else; a group's creator is its admin and
+    nobody else is; an ai conversation holds its owner alone."""
+    outsider, creator, member = room.outsider.id, room.creator.id, room.member.id
+
+    def pair(a: uuid.UUID, b: uuid.UUID) -> str:
+        return ":".join(sorted((str(a), str(b))))
+
+    async def create(kind: str, direct_pair: str | None, members: list[tuple[uuid.UUID, str]]):
+        conversation_id = uuid.uuid4()
+        await raw.execute(
+            "INSERT INTO conversations (id, user_id, model, kind, direct_pair, wrapped_key)"
+            " VALUES ($1, $2, 'm', $3, $4, $5)",
+            conversation_id,
+            outsider,
+            kind,
+            direct_pair,
+            b"\x01" if kind == "ai" else None,
+        )
+        if members:
+            await raw.execute(
+                "INSERT INTO conversation_members (conversation_id, user_id, role)"
+                " SELECT $1, u, r FROM unnest($2::uuid[], $3::text[]) AS x(u, r)",
+                conversation_id,
+                [m[0] for m in members],
+                [m[1] for m in members],
+            )
+
+    refused: list[tuple[str, str | None, list[tuple[uuid.UUID, str]]]] = [
+        ("direct", pair(creator, member), [(creator, "member"), (member, "member")]),
+        ("direct", pair(outsider, member), [(outsider, "member"), (creator, "member")]),
+        ("direct", pair(outsider, member), [(outsider, "admin"), (member, "member")]),
+        ("direct", pair(outsider, member), [(member, "member")]),
+        ("direct", pair(outsider, member), [(outsider, "member")]),
+        ("direct", pair(outsider, member), []),
+        ("group", None, [(outsider, "admin"), (member, "admin")]),
+        ("group", None, [(outsider, "member"), (member, "member")]),
+        ("group", None, [(member, "member")]),
+        ("ai", None, [(outsider, "admin"), (member, "member")]),
+    ]
+    for kind, direct_pair, members in refused:
+        with pytest.raises(asyncpg.PostgresError):
+            async with raw.transaction():
+                await act_as(raw, outsider)
+                await create(kind, direct_pair, members)
+    # What is allowed, for the record that the refusals above are not blanket ones.
+    async with rolled_back(raw, outsider):
+        await create("direct", pair(outsider, member), [(outsider, "member"), (member, "member")])
+        await create("group", None, [(outsider, "admin"), (member, "member")])
+        await raw.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM conversations WHERE user_id = $1 AND kind <> 'ai'", outsider
+        )
+        == 0
+    )
+    # An ai conversation's owner adds nobody to it.
+    async with raw.transaction():
+        await act_as(raw, outsider)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await raw.execute(
+                "INSERT INTO conversation_members (conversation_id, user_id, role)"
+                " VALUES ($1, $2, 'member')",
+                room.outsiders_own,
+                member,
+            )
+
+
+async def test_a_new_members_adder_time_and_receipts_are_the_databases(
+    raw: asyncpg.Connection, room: Room
+) -> None:
+    async with rolled_back(raw, room.creator.id):
+        await raw.execute(
+            "INSERT INTO conversation_members"
+            " (conversation_id, user_id, role, added_by, joined_at, last_read_seq,"
+            " last_delivered_seq) VALUES ($1, $2, 'member', $3, '1970-01-01', 99, 99)",
+            room.group_id,
+            room.outsider.id,
+            room.member.id,
+        )
+        row = await raw.fetchrow(
+            "SELECT added_by, joined_at > now() - interval '1 minute' AS fresh,"
+            " last_read_seq, last_delivered_seq FROM conversation_members"
+            " WHERE conversation_id = $1 AND user_id = $2",
+            room.group_id,
+            room.outsider.id,
+        )
+        assert row is not None
+        assert dict(row) == {
+            "added_by": room.creator.id,
+            "fresh": True,
+            "last_read_seq": 0,
+            "last_delivered_seq": 0,
+        }

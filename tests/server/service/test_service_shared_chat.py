@@ -206,10 +206,12 @@ async def test_members_per_group_and_groups_per_user_are_limited(
         second = await group(harness, chief, name="Second")
         with pytest.raises(errors.LimitExceeded):
             await group(harness, chief, name="Third")
-        # Memberships count too: `a` is in one group, makes a second, not a third.
+        # Being added spends nobody's quota (else anyone could use up another's): `a`,
+        # in the chief's group, still creates two of their own, not a third.
         await group(harness, a, name="A's")
+        await group(harness, a, name="A's second")
         with pytest.raises(errors.LimitExceeded):
-            await group(harness, a, name="A's second")
+            await group(harness, a, name="A's third")
         # A deleted group no longer counts.
         await harness.chat.delete(chief, second)
         await group(harness, chief, name="Third, after a delete")
@@ -588,3 +590,16 @@ async def test_erasing_an_account_hands_its_shared_conversations_to_another_memb
     await harness.shared.add_member(elder, gid, newcomer.user_id)
     # Nothing is left of the erased account.
     assert await admin.fetchval("SELECT count(*) FROM users WHERE email = $1", creator_email) == 0
+
+
+async def test_sequences_past_postgresqls_integers_are_refused_or_answered_empty(
+    harness: ChatHarness,
+) -> None:
+    chief, member = await people(harness, 2)
+    gid = await group(harness, chief, member)
+    await harness.shared.send(chief, gid, "one")
+    for bound in ({"after": 2**31 - 1}, {"before": 2**31}, {"after": -1}):
+        with pytest.raises(errors.InvalidInput):
+            await harness.shared.messages(member, gid, limit=10, **bound)
+    assert await harness.chat.replay(member, gid, 2**31 - 1) == []
+    assert [m.content for m in await harness.chat.replay(member, gid, 0)] == ["one"]
